@@ -1,0 +1,1 @@
+"""Launchers: the same trainer job as N local worker processes, or on Kubernetes."""

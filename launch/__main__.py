@@ -1,0 +1,3 @@
+from launch.main import run
+
+run()

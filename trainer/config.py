@@ -1,0 +1,197 @@
+"""The run's configuration: a frozen dataclass tree, validated once, written as JSON.
+
+Every default lives here. `trainer.main` builds a `Config` from the flags; everything
+else receives it (or one of its parts) explicitly.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Tuple
+
+from trainer.errors import UserError
+
+MODEL_NAMES = ("mlp", "text_bow")  # The keys of models.MODELS (tests keep the two equal).
+MODES = ("train", "eval", "train_and_eval", "predict", "export")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+LOSSES = ("bce", "weighted_bce", "focal", "asl")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LR_SCHEDULES = ("cosine", "constant")
+DATA_FORMATS = ("", "tsv", "csv", "tfrecord")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train_data: str = "synthetic"
+    eval_data: str = "synthetic"
+    test_data: str = ""
+    data_format: str = ""  # Empty: inferred from the file extension.
+    label_names: str = ""
+    text_column: str = "text"
+    labels_column: str = "labels"
+    label_columns_prefix: str = "label:"
+    shuffle_buffer: int = 10_000
+    # The embedded synthetic problem (used when a split is `synthetic`).
+    synthetic_train_examples: int = 24_000
+    synthetic_eval_examples: int = 4_000
+    synthetic_labels: int = 20
+    synthetic_features: int = 64
+    synthetic_vocab_size: int = 2_000
+    synthetic_sequence_length: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    model: str = "mlp"
+    hidden_units: Tuple[int, ...] = (256, 256)
+    dropout: float = 0.0
+    embedding_dim: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    global_batch_size: int = 256
+    train_steps: int = 1_500
+    steps_per_loop: int = 50
+    log_every_steps: int = 100
+    learning_rate: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"  # Linear warmup, then cosine decay to 0 at train_steps; or constant.
+    warmup_steps: int = 100
+    clip_norm: float = 0.0  # Clip the global gradient norm (after the all-reduce); 0 = off.
+    seed: int = 42
+    mixed_precision: str = "float32"
+    jit_compile: bool = True
+    deterministic: bool = False
+    eval_every_steps: int = 500
+    checkpoint_every_steps: int = 500
+    keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    # Asymmetric loss (Ridnik et al. 2021): focusing for positives/negatives, probability margin.
+    asl_gamma_pos: float = 0.0
+    asl_gamma_neg: float = 4.0
+    asl_clip: float = 0.05
+    # weighted_bce: positive weight of a label = negatives / positives in training data, capped.
+    max_positive_weight: float = 100.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    strategy: str = "auto"
+    cpu_replicas: int = 1
+    tpu: str = ""
+    # A collective that waits longer than this (a dead or missing worker) fails the run.
+    collective_timeout_seconds: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model_dir: str = ""
+    mode: str = "train_and_eval"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    loss: LossConfig = LossConfig()
+    distribute: DistributeConfig = DistributeConfig()
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _choice(flag: str, value: str, choices: Tuple[str, ...]) -> None:
+    _require(value in choices, f"--{flag}={value!r} is not one of {', '.join(c for c in choices if c)}.")
+
+
+def _positive(flag: str, value: float) -> None:
+    _require(value > 0, f"--{flag} must be positive, got {value}.")
+
+
+def validate(config: Config) -> Config:
+    """Checks everything that can be checked before TensorFlow starts; returns `config`."""
+    _require(bool(config.model_dir), "--model_dir is required: the directory the run writes to.")
+    _choice("mode", config.mode, MODES)
+    data, model, train, dist = config.data, config.model, config.train, config.distribute
+    _choice("data_format", data.data_format, DATA_FORMATS)
+    if config.mode in ("train", "train_and_eval"):
+        _require(bool(data.train_data), f"--mode={config.mode} needs --train_data (a path, glob or `synthetic`).")
+    if config.mode == "eval":
+        _require(bool(data.eval_data or data.test_data), "--mode=eval needs --eval_data or --test_data.")
+    if config.mode == "predict":
+        _require(bool(data.test_data), "--mode=predict needs --test_data: the examples to score.")
+    _choice("model", model.model, MODEL_NAMES)
+    _require(bool(model.hidden_units), "--hidden_units needs at least one width, e.g. 256,256.")
+    _require(all(u > 0 for u in model.hidden_units), f"--hidden_units must be positive, got {model.hidden_units}.")
+    _require(0.0 <= model.dropout < 1.0, f"--dropout must be in [0, 1), got {model.dropout}.")
+    for flag in (
+        "global_batch_size",
+        "train_steps",
+        "steps_per_loop",
+        "log_every_steps",
+        "learning_rate",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+    ):
+        _positive(flag, getattr(train, flag))
+    _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
+    _choice("optimizer", train.optimizer, OPTIMIZERS)
+    _choice("lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
+    _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
+    loss = config.loss
+    _choice("loss", loss.loss, LOSSES)
+    for flag in ("focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
+        _require(getattr(loss, flag) >= 0, f"--{flag} must be >= 0, got {getattr(loss, flag)}.")
+    _require(0 <= loss.asl_clip < 1, f"--asl_clip must be in [0, 1), got {loss.asl_clip}.")
+    _require(loss.max_positive_weight >= 1, f"--max_positive_weight must be >= 1, got {loss.max_positive_weight}.")
+    _choice("mixed_precision", train.mixed_precision, PRECISIONS)
+    _choice("strategy", dist.strategy, STRATEGIES)
+    _positive("cpu_replicas", dist.cpu_replicas)
+    _positive("collective_timeout_seconds", dist.collective_timeout_seconds)
+    if dist.strategy == "tpu":
+        _require(bool(dist.tpu), "--strategy=tpu needs --tpu: the TPU name, or `local` on a TPU VM.")
+    return config
+
+
+def to_json(config: Config) -> str:
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def write(config: Config, path: str) -> None:
+    """Writes `config` as JSON atomically (a crash never leaves half a file)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(to_json(config) + "\n")
+    os.replace(tmp, path)
+
+
+# Settings that shape the checkpoint: resuming with any of them changed cannot work.
+_CHECKPOINT_SHAPING = {
+    "model": ("model", "hidden_units", "embedding_dim"),
+    "train": ("optimizer", "mixed_precision"),
+    "data": ("synthetic_labels", "synthetic_features", "synthetic_vocab_size", "label_names"),
+}
+
+
+def check_resumable(saved_json: str, config: Config) -> None:
+    """Raises UserError naming the first setting that differs from the run that wrote `saved_json`."""
+    saved = json.loads(saved_json)
+    current = json.loads(to_json(config))
+    for section, keys in _CHECKPOINT_SHAPING.items():
+        for key in keys:
+            before, now = saved.get(section, {}).get(key), current[section][key]
+            if before is not None and before != now:
+                raise UserError(
+                    f"--{key}={now} differs from the checkpoint in {config.model_dir} (written with "
+                    f"--{key}={before}); use a new --model_dir or the original --{key}."
+                )

@@ -1,0 +1,150 @@
+"""Input: examples from a source, cut into global batches, each worker keeping its slice.
+
+Every worker reads the same seeded stream of global batches and keeps rows
+[first_replica * per_replica, ...) of each; `replica_batch` then hands every local replica
+its own rows. So each global batch holds the same examples whatever the strategy (runs
+differ only by summation order), and the per-worker iterator is a plain, checkpointable
+`tf.data` iterator whose state is the same on every worker.
+"""
+
+import dataclasses
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import synthetic
+from trainer.config import DataConfig
+from trainer.distribute import Topology
+from trainer.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model must know about the data: named feature shapes, vocabulary size, labels."""
+
+    feature_specs: Dict[str, tf.TensorSpec]
+    label_names: List[str]
+    vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's examples, in memory or streamed."""
+
+    examples: tf.data.Dataset  # Unbatched (features dict, multi-hot labels float32 [num_labels]).
+    spec: InputSpec
+    num_examples: int  # -1 when unknown (streamed).
+    label_counts: np.ndarray  # Positives per label.
+
+
+def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
+    specs = {k: tf.TensorSpec(v.shape[1:], tf.as_dtype(v.dtype), name=k) for k, v in features.items()}
+    examples = tf.data.Dataset.from_tensor_slices((features, labels))
+    return Split(
+        examples,
+        InputSpec(specs, names, vocab_size),
+        num_examples=len(labels),
+        label_counts=labels.sum(axis=0).astype(np.int64),
+    )
+
+
+def keep_features(split: Split, names: List[str]) -> Split:
+    """The same split with only the named features (the ones the model takes)."""
+    examples = split.examples.map(lambda features, labels: ({n: features[n] for n in names}, labels))
+    return dataclasses.replace(split, examples=examples)
+
+
+def load_split(config: DataConfig, split: str, path: str, seed: int) -> Split:
+    """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test")."""
+    if path == "synthetic":
+        num_examples = config.synthetic_train_examples if split == "train" else config.synthetic_eval_examples
+        features, labels = synthetic.make_split(
+            split,
+            num_examples,
+            config.synthetic_labels,
+            config.synthetic_features,
+            config.synthetic_vocab_size,
+            config.synthetic_sequence_length,
+            seed,
+        )
+        return from_arrays(
+            features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size
+        )
+    raise UserError(
+        f"--{split}_data={path}: only `synthetic` data is supported in this version; "
+        "file and TFDS sources are planned (see the README, 'Data')."
+    )
+
+
+def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    # Sharding is explicit (each worker slices the global batch); never let tf.data auto-shard.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
+def _worker_rows(topology: Topology):
+    start = topology.first_replica * topology.per_replica_batch_size
+    return slice(start, start + topology.per_worker_batch_size)
+
+
+def train_batches(
+    split: Split, topology: Topology, shuffle_buffer: int, seed: int, deterministic: bool
+) -> tf.data.Dataset:
+    """An endless stream of this worker's slices of shuffled global batches."""
+    rows = _worker_rows(topology)
+    dataset = (
+        split.examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(topology.global_batch_size, drop_remainder=True)
+        .map(
+            lambda features, labels: (tf.nest.map_structure(lambda t: t[rows], features), labels[rows]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return _with_options(dataset, deterministic)
+
+
+def eval_batches(split: Split, topology: Topology) -> tf.data.Dataset:
+    """One pass in order; the last global batch is padded and `mask` marks the real rows.
+
+    Every example is counted exactly once whatever the number of replicas: padding rows
+    carry mask 0 and every worker sees the same number of batches.
+    """
+    global_batch_size, rows = topology.global_batch_size, _worker_rows(topology)
+
+    def pad(features, labels):
+        real = tf.shape(labels)[0]
+        padding = global_batch_size - real
+
+        def pad_rows(t):
+            return tf.pad(t, [[0, padding]] + [[0, 0]] * (len(t.shape) - 1))
+
+        mask = tf.concat([tf.ones([real]), tf.zeros([padding])], axis=0)
+        return tuple(
+            tf.nest.map_structure(lambda t: t[rows], x)
+            for x in (tf.nest.map_structure(pad_rows, features), pad_rows(labels), mask)
+        )
+
+    dataset = (
+        split.examples.batch(global_batch_size).map(pad, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    )
+    return _with_options(dataset, deterministic=True)
+
+
+def replica_batch(strategy, topology: Topology, worker_batch: Tuple):
+    """Hands each local replica its rows of this worker's batch (call inside a tf.function)."""
+    per_replica = topology.per_replica_batch_size
+
+    def rows_for(context):
+        local = context.replica_id_in_sync_group - topology.first_replica
+        return tf.nest.map_structure(lambda t: t[local * per_replica : (local + 1) * per_replica], worker_batch)
+
+    return strategy.experimental_distribute_values_from_function(rows_for)

@@ -1,0 +1,108 @@
+"""Evaluation and prediction over a split: every worker takes part, the chief writes.
+
+Eval batches are padded to the global batch with a mask, so each example counts exactly once
+whatever the number of replicas and workers.
+"""
+
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import data, metrics, reporting, steps
+from trainer.distribute import Topology
+from trainer.errors import UserError
+
+SUMMARY_BLOCKS = ("micro", "macro", "weighted", "hamming_loss", "subset_accuracy")
+
+
+class Evaluator:
+    """Holds the compiled eval/predict steps of one model and where results go."""
+
+    def __init__(self, strategy, topology: Topology, model, loss_fn, jit_compile: bool, model_dir: str):
+        self.topology = topology
+        self.model_dir = model_dir
+        self.input_names: List[str] = list(model.input.keys())
+        self._eval_step = steps.make_eval_step(strategy, topology, model, loss_fn, jit_compile)
+        self._predict_step = steps.make_predict_step(strategy, topology, model)
+        self._writers: Dict[str, tf.summary.SummaryWriter] = {}
+
+    def _batches(self, split: data.Split) -> tf.data.Dataset:
+        return data.eval_batches(data.keep_features(split, self.input_names), self.topology)
+
+    def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, Dict]:
+        """One pass over `split`: (figures as in metrics/<split>-<step>.json, the summed statistics)."""
+        totals: Dict[str, np.ndarray] = {}
+        thresholds_tensor = tf.constant(thresholds, tf.float32)
+        for worker_batch in self._batches(split):
+            for name, value in self._eval_step(worker_batch, thresholds_tensor).items():
+                totals[name] = totals.get(name, 0.0) + value.numpy().astype(np.float64)
+        if not totals:
+            raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
+        summary = {"step": step, "split": split_name, "loss": float(totals["loss_sum"] / totals["num_examples"])}
+        summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))
+        return summary, totals
+
+    def report(self, summary: Dict) -> None:
+        """Chief only: the log table, metrics/<split>-<step>.json and .csv, TensorBoard scalars."""
+        if not self.topology.is_chief:
+            return
+        title = (
+            f"[{summary['split']}] step {summary['step']}: loss {summary['loss']:.4f}  "
+            f"micro-F1 {summary['micro']['f1']:.4f}  macro-F1 {summary['macro']['f1']:.4f}  "
+            f"macro-AP {summary['macro']['average_precision']:.4f}"
+        )
+        print(reporting.table(summary, title), flush=True)
+        logging.info("Wrote %s", reporting.write_metrics(self.model_dir, summary["split"], summary["step"], summary))
+        split = summary["split"]
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(os.path.join(self.model_dir, "tensorboard", split))
+        reporting.write_summaries(self._writers[split], summary["step"], summary)
+
+    def evaluate_and_report(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Dict:
+        summary, _ = self.evaluate(split_name, split, thresholds, step)
+        self.report(summary)
+        return summary
+
+    def tune_and_report(self, eval_split: data.Split, test_split: Optional[data.Split], step: int) -> np.ndarray:
+        """Tunes one threshold per label on eval, reports tuned figures (with the 0.5 ones beside
+        them), writes thresholds.json, then evaluates test with the tuned thresholds."""
+        label_names = eval_split.spec.label_names
+        at_half, totals = self.evaluate("eval", eval_split, np.full(len(label_names), 0.5, np.float32), step)
+        thresholds = metrics.tune_thresholds(totals)
+        tuned, _ = self.evaluate("eval", eval_split, thresholds, step)
+        tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
+        if self.topology.is_chief:
+            reporting.write_thresholds(self.model_dir, label_names, thresholds)
+            self.report(tuned)
+            print(
+                f"Tuned thresholds on eval: macro-F1 {at_half['macro']['f1']:.4f} at 0.5 -> "
+                f"{tuned['macro']['f1']:.4f}; written to {os.path.join(self.model_dir, 'thresholds.json')}",
+                flush=True,
+            )
+        if test_split is not None:
+            self.evaluate_and_report("test", test_split, thresholds, step)
+        return thresholds
+
+    def predict(self, split: data.Split, thresholds: np.ndarray) -> None:
+        """Scores `split` in input order into model_dir/predictions.jsonl."""
+        names = np.array(split.spec.label_names)
+        lines = []
+        for worker_batch in self._batches(split):
+            probabilities, mask = (t.numpy() for t in self._predict_step(worker_batch))
+            for row in probabilities[mask > 0]:
+                lines.append(
+                    json.dumps(
+                        {
+                            "probabilities": [round(float(p), 6) for p in row],
+                            "labels": names[row >= thresholds].tolist(),
+                        }
+                    )
+                )
+        if self.topology.is_chief:
+            path = os.path.join(self.model_dir, "predictions.jsonl")
+            reporting.atomic_write(path, "".join(line + "\n" for line in lines))
+            logging.info("Wrote %d predictions to %s", len(lines), path)

@@ -1,0 +1,202 @@
+"""The run: set up distribution, data and model, then train / evaluate / predict.
+
+`run` reads top to bottom: the order of the sections is the order things must happen in
+(the strategy before any other TensorFlow call; the model, optimizer and restore inside the
+strategy scope; the iterator before the restore, since its position is in the checkpoint).
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import checkpoint, data, distribute, evaluation, losses, models, optimization, reporting, steps
+from trainer import config as config_lib
+from trainer.config import Config
+from trainer.errors import TrainingFailed, UserError
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def _steps_until_next_event(step: int, config: Config) -> int:
+    """Steps to run before the host must act: log, checkpoint, evaluate or stop."""
+    train = config.train
+    intervals = [train.steps_per_loop, train.log_every_steps, train.checkpoint_every_steps]
+    if config.mode == "train_and_eval":
+        intervals.append(train.eval_every_steps)
+    nearest = min(interval - step % interval for interval in intervals)
+    return min(nearest, train.train_steps - step)
+
+
+def _log_label_statistics(split: data.Split) -> None:
+    if split.label_counts is None:
+        return
+    total = max(split.num_examples, 1)
+    frequencies = ", ".join(
+        f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
+    )
+    logging.info("Label frequencies in training data: %s", frequencies)
+    never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]
+    if never:
+        logging.warning("Labels never positive in training data (the model cannot learn them): %s", ", ".join(never))
+
+
+def _load_matching(config: Config, split_name: str, path: str, spec: data.InputSpec) -> data.Split:
+    split = data.load_split(config.data, split_name, path, config.train.seed)
+    if split.spec.label_names != spec.label_names:
+        raise UserError(
+            f"--{split_name}_data has labels {split.spec.label_names[:4]}... but the model is built "
+            f"for {spec.label_names[:4]}...; give every split the same labels (--label_names)."
+        )
+    return split
+
+
+def run(config: Config) -> None:
+    """Runs `config.mode` to completion; raises UserError / TrainingFailed."""
+    train = config.train
+    training = config.mode in ("train", "train_and_eval")
+    # -- Distribution: first, since it may split the CPU into logical devices.
+    cluster = distribute.cluster_from_env(os.environ.get("TF_CONFIG"))
+    strategy = distribute.make_strategy(config.distribute, cluster)
+    topology = distribute.topology(strategy, cluster, train.global_batch_size)
+    keras.utils.set_random_seed(train.seed)
+    if train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(train.mixed_precision)
+
+    # -- Config: refuse to resume a different model; the chief records what this run is.
+    config_path = os.path.join(config.model_dir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config_lib.check_resumable(f.read(), config)
+    if topology.is_chief and training:
+        config_lib.write(config, config_path)
+
+    # -- Data: the first split read defines the inputs and labels; the others must match.
+    if training:
+        first_name, first_path = "train", config.data.train_data
+    else:
+        first_name, first_path = next(
+            (n, p) for n, p in (("eval", config.data.eval_data), ("test", config.data.test_data)) if p
+        )
+    first = data.load_split(config.data, first_name, first_path, train.seed)
+    spec = first.spec
+    eval_split = test_split = None
+    if config.mode in ("train_and_eval", "eval") and config.data.eval_data:
+        eval_split = _load_matching(config, "eval", config.data.eval_data, spec)
+    if config.mode in ("train_and_eval", "eval", "predict") and config.data.test_data:
+        test_split = _load_matching(config, "test", config.data.test_data, spec)
+
+    # -- Model, optimizer, step: every variable is created inside the strategy scope.
+    with strategy.scope():
+        model = models.MODELS[config.model.model](config.model, spec)
+        optimizer = optimization.make_optimizer(train)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+        )
+    input_names = list(model.input.keys())
+    positive_fraction = first.label_counts / max(first.num_examples, 1) if training else None
+    loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
+    evaluator = evaluation.Evaluator(strategy, topology, model, loss_fn, train.jit_compile, config.model_dir)
+
+    # -- Restore (resume order: this model_dir's latest checkpoint, else fresh). The train
+    # iterator is part of the checkpoint, so it exists before the restore.
+    trackables = {"model": model, "optimizer": optimizer, "step": step}
+    if training:
+        train_dataset = data.train_batches(
+            data.keep_features(first, input_names),
+            topology,
+            config.data.shuffle_buffer,
+            train.seed,
+            train.deterministic,
+        )
+        iterator = iter(train_dataset)
+        trackables["train_iterator"] = iterator
+    checkpoints = checkpoint.Checkpoints(config.model_dir, topology.is_chief, train.keep_checkpoints, **trackables)
+    with strategy.scope():
+        restored = checkpoints.restore_latest()
+    if not training and not restored:
+        raise UserError(
+            f"--mode={config.mode} needs a trained model, but {checkpoints.directory} has no "
+            "checkpoint; train first (--mode=train_and_eval) or point --model_dir at a trained run."
+        )
+    current = int(step.numpy())
+    steps_per_epoch = first.num_examples // topology.global_batch_size if first.num_examples > 0 else "unknown"
+    logging.info(
+        "Strategy %s: %d replica(s) on %d worker(s), this is worker %d%s; global batch %d = %d per replica; "
+        "%s steps per epoch; precision %s; XLA %s; %d parameters; step %d.",
+        type(strategy).__name__,
+        topology.num_replicas,
+        topology.num_workers,
+        topology.worker_index,
+        " (chief)" if topology.is_chief else "",
+        topology.global_batch_size,
+        topology.per_replica_batch_size,
+        steps_per_epoch,
+        train.mixed_precision,
+        "on" if train.jit_compile else "off",
+        model.count_params(),
+        current,
+    )
+
+    # -- Train.
+    if training:
+        _log_label_statistics(first)
+        train_loop = steps.make_train_loop(strategy, topology, model, optimizer, loss_fn, step, train.jit_compile)
+        start_time = last_time = time.time()
+        start_step = last_step = current
+        while current < train.train_steps:
+            num_steps = _steps_until_next_event(current, config)
+            loss = float(train_loop(iterator, tf.constant(num_steps, tf.int32)))
+            current = int(step.numpy())
+            if not math.isfinite(loss):
+                raise TrainingFailed(
+                    f"loss is {loss} in steps {current - num_steps + 1}..{current}; lower --learning_rate, set "
+                    f"--clip_norm, or check the data of that range. The last checkpoint is in {checkpoints.directory}."
+                )
+            if current % train.log_every_steps == 0 or current == train.train_steps:
+                now = time.time()
+                rate = (current - last_step) * train.global_batch_size / max(now - last_time, 1e-9)
+                remaining = (train.train_steps - current) * (now - start_time) / max(current - start_step, 1)
+                logging.info(
+                    "[train] step %d/%d | loss %.4f | %.0f examples/s | elapsed %s | eta %s",
+                    current,
+                    train.train_steps,
+                    loss,
+                    rate,
+                    _format_seconds(now - start_time),
+                    _format_seconds(remaining),
+                )
+                last_time, last_step = now, current
+            if current % train.checkpoint_every_steps == 0 or current == train.train_steps:
+                checkpoints.save(current)
+            if (
+                config.mode == "train_and_eval"
+                and eval_split is not None
+                and current % train.eval_every_steps == 0
+                and current < train.train_steps
+            ):
+                evaluator.evaluate_and_report("eval", eval_split, np.full(spec.num_labels, 0.5, np.float32), current)
+
+    # -- Evaluate / predict with the tuned (or saved) thresholds.
+    if config.mode == "train_and_eval" and eval_split is not None:
+        evaluator.tune_and_report(eval_split, test_split, current)
+    elif config.mode == "eval":
+        thresholds = reporting.read_thresholds(config.model_dir, spec.label_names)
+        for name, split in (("eval", eval_split), ("test", test_split)):
+            if split is not None:
+                evaluator.evaluate_and_report(name, split, thresholds, current)
+    elif config.mode == "predict":
+        evaluator.predict(test_split, reporting.read_thresholds(config.model_dir, spec.label_names))

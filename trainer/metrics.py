@@ -1,0 +1,175 @@
+"""Per-label statistics: summed in the distributed step, turned into figures on the host.
+
+`batch_statistics` runs on each replica and returns only sums, so adding them across
+replicas, workers and batches is exact. Each label gets exact counts at its threshold plus
+histograms of positives' and negatives' logits; average precision, ROC-AUC and threshold
+tuning come from the histograms. Bins are uniform in logit space (fine where probabilities
+crowd near 0 and 1), and probability 0.5 (logit 0) is a bin edge.
+"""
+
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+LOGIT_RANGE = 16.0
+BINS_PER_LOGIT = 64
+NUM_BINS = int(2 * LOGIT_RANGE * BINS_PER_LOGIT)
+# Left edge of each bin, as a logit; a score falls in bin k when edge[k] <= logit < edge[k+1].
+BIN_EDGES = -LOGIT_RANGE + np.arange(NUM_BINS) / BINS_PER_LOGIT
+
+COUNT_KEYS = ("true_positives", "false_positives", "false_negatives", "support")
+
+
+def batch_statistics(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
+    """Sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row); thresholds [L]."""
+    labels = tf.cast(labels, tf.float32)
+    mask = tf.cast(mask, tf.float32)[:, None]
+    logits = tf.cast(logits, tf.float32)
+    predicted = tf.cast(tf.sigmoid(logits) >= thresholds, tf.float32)
+    positives, negatives = labels * mask, (1 - labels) * mask
+    mistakes = tf.reduce_sum(tf.abs(predicted - labels) * mask, axis=1)
+    num_labels = tf.shape(labels)[1]
+    bins = tf.clip_by_value(tf.cast(tf.floor((logits + LOGIT_RANGE) * BINS_PER_LOGIT), tf.int32), 0, NUM_BINS - 1)
+    segments = tf.reshape(bins + tf.range(num_labels)[None, :] * NUM_BINS, [-1])
+
+    def histogram(weights):
+        counts = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), segments, num_labels * NUM_BINS)
+        return tf.reshape(counts, [num_labels, NUM_BINS])
+
+    return {
+        "true_positives": tf.reduce_sum(predicted * positives, axis=0),
+        "false_positives": tf.reduce_sum(predicted * negatives, axis=0),
+        "false_negatives": tf.reduce_sum((1 - predicted) * positives, axis=0),
+        "support": tf.reduce_sum(positives, axis=0),
+        "predicted_positives": tf.reduce_sum(predicted * mask, axis=0),
+        "num_examples": tf.reduce_sum(mask),
+        "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * mask[:, 0]),
+        "positive_histogram": histogram(positives),
+        "negative_histogram": histogram(negatives),
+    }
+
+
+def _divide(numerator, denominator):
+    """Elementwise ratio, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+def _ranking_scores(positive_histogram: np.ndarray, negative_histogram: np.ndarray):
+    """Average precision and ROC-AUC per label from score histograms (ties within a bin grouped,
+    as scikit-learn groups equal scores). NaN where undefined (no positives / no negatives)."""
+    # Walk thresholds from the highest bin down: cumulative positives/negatives scoring >= bin.
+    tp = np.cumsum(positive_histogram[:, ::-1], axis=1)
+    fp = np.cumsum(negative_histogram[:, ::-1], axis=1)
+    num_pos, num_neg = tp[:, -1:], fp[:, -1:]
+    precision = _divide(tp, tp + fp)
+    recall = _divide(tp, np.broadcast_to(num_pos, tp.shape))
+    recall_step = np.diff(recall, axis=1, prepend=0.0)
+    average_precision = np.sum(recall_step * precision, axis=1)
+    fpr = _divide(fp, np.broadcast_to(num_neg, fp.shape))
+    tpr = recall
+    roc_auc = np.trapezoid(
+        np.concatenate([np.zeros_like(tpr[:, :1]), tpr], axis=1),
+        np.concatenate([np.zeros_like(fpr[:, :1]), fpr], axis=1),
+        axis=1,
+    )
+    average_precision = np.where(num_pos[:, 0] > 0, average_precision, np.nan)
+    roc_auc = np.where((num_pos[:, 0] > 0) & (num_neg[:, 0] > 0), roc_auc, np.nan)
+    return average_precision, roc_auc
+
+
+def _prf(tp, fp, fn) -> Dict[str, float]:
+    return {
+        "precision": float(_divide(tp, tp + fp)),
+        "recall": float(_divide(tp, tp + fn)),
+        "f1": float(_divide(2 * tp, 2 * tp + fp + fn)),
+    }
+
+
+def _mean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds: np.ndarray) -> Dict:
+    """Figures for one split from summed statistics, in the shape of `metrics/<split>-<step>.json`.
+
+    Labels without positives in the split are listed under `labels_without_positives` and left
+    out of every macro average (their recall, F1, AP and AUC are undefined, not zero).
+    """
+    tp, fp, fn, support = (np.asarray(totals[k], np.float64) for k in COUNT_KEYS)
+    num_examples = float(totals["num_examples"])
+    num_labels = len(label_names)
+    precision, recall = _divide(tp, tp + fp), _divide(tp, support)
+    f1 = _divide(2 * tp, 2 * tp + fp + fn)
+    average_precision, roc_auc = _ranking_scores(
+        np.asarray(totals["positive_histogram"], np.float64), np.asarray(totals["negative_histogram"], np.float64)
+    )
+    present = support > 0
+    macro = {
+        name: _mean(np.where(present, values, np.nan))
+        for name, values in (
+            ("precision", precision),
+            ("recall", recall),
+            ("f1", f1),
+            ("average_precision", average_precision),
+            ("roc_auc", roc_auc),
+        )
+    }
+    weights = support / support.sum() if support.sum() else np.zeros_like(support)
+    micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    labels = {}
+    for j, name in enumerate(label_names):
+        labels[name] = {
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+            "average_precision": None if np.isnan(average_precision[j]) else float(average_precision[j]),
+            "roc_auc": None if np.isnan(roc_auc[j]) else float(roc_auc[j]),
+            "support": int(support[j]),
+            "threshold": float(thresholds[j]),
+        }
+    return {
+        "num_examples": int(num_examples),
+        "micro": micro,
+        "macro": macro,
+        "weighted": {
+            "precision": float(np.sum(weights * precision)),
+            "recall": float(np.sum(weights * recall)),
+            "f1": float(np.sum(weights * f1)),
+        },
+        "hamming_loss": float((fp.sum() + fn.sum()) / max(num_examples * num_labels, 1)),
+        "subset_accuracy": float(totals["exact_matches"] / max(num_examples, 1)),
+        "label_cardinality": {
+            "true": float(support.sum() / max(num_examples, 1)),
+            "predicted": float(np.sum(totals["predicted_positives"]) / max(num_examples, 1)),
+        },
+        "labels_without_positives": [name for j, name in enumerate(label_names) if not present[j]],
+        "labels": labels,
+    }
+
+
+def tune_thresholds(totals: Dict[str, np.ndarray], default: float = 0.5) -> np.ndarray:
+    """Per label, the probability threshold (a bin edge) that maximises F1 on these statistics.
+
+    Ties go to the threshold nearest 0.5; labels without positives, or whose best F1 is 0,
+    keep `default`.
+    """
+    positive = np.asarray(totals["positive_histogram"], np.float64)
+    negative = np.asarray(totals["negative_histogram"], np.float64)
+    # Predicting "on" for scores in bin k and above.
+    tp = np.cumsum(positive[:, ::-1], axis=1)[:, ::-1]
+    fp = np.cumsum(negative[:, ::-1], axis=1)[:, ::-1]
+    fn = positive.sum(axis=1, keepdims=True) - tp
+    f1 = _divide(2 * tp, 2 * tp + fp + fn)
+    thresholds = np.full(positive.shape[0], default)
+    edge_probabilities = 1.0 / (1.0 + np.exp(-BIN_EDGES))
+    distance_from_default = np.abs(edge_probabilities - default)
+    for j in range(positive.shape[0]):
+        best = f1[j].max()
+        if best <= 0:
+            continue
+        candidates = np.flatnonzero(f1[j] >= best - 1e-12)
+        thresholds[j] = edge_probabilities[candidates[np.argmin(distance_from_default[candidates])]]
+    return thresholds.astype(np.float32)

@@ -1,0 +1,66 @@
+"""Optimizers, the learning-rate schedule, and loss scaling for mixed_float16.
+
+The step all-reduces gradients itself, before anything looks at them, so that global-norm
+clipping and the loss-scale finite check see the global gradient (Keras clips and checks
+per replica before its own all-reduce). The optimizers below therefore skip Keras's
+all-reduce; everything else (update rule, weight decay, loss scaling) is stock Keras.
+"""
+
+import keras
+
+from trainer.config import TrainConfig
+
+
+class _PreReducedGradients:
+    """Gradients arrive already summed across replicas: Keras must not sum them again."""
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
+
+
+class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
+    pass
+
+
+class Adam(_PreReducedGradients, keras.optimizers.Adam):
+    pass
+
+
+class SGD(_PreReducedGradients, keras.optimizers.SGD):
+    pass
+
+
+def learning_rate(config: TrainConfig):
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    warmup_steps = min(config.warmup_steps, config.train_steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+        decay_steps=config.train_steps - warmup_steps,
+        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(config: TrainConfig):
+    """The optimizer, wrapped in dynamic loss scaling under mixed_float16. Create inside the strategy scope."""
+    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    lr = learning_rate(config)
+    if config.optimizer == "adamw":
+        optimizer = AdamW(lr, weight_decay=config.weight_decay, **clip)
+    elif config.optimizer == "adam":
+        optimizer = Adam(lr, **clip)
+    else:
+        optimizer = SGD(lr, momentum=0.9, **clip)
+    if config.mixed_precision == "mixed_float16":
+        # Keras's scaler decides from the gradients it is given; ours are already all-reduced, so
+        # every replica makes the same decision (keras#21366-style divergence cannot happen).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def scale_loss(optimizer, loss):
+    """The loss to differentiate: scaled under mixed_float16, else unchanged."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss

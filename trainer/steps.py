@@ -1,0 +1,82 @@
+"""The compiled steps, in three layers.
+
+1. `replica_*`: pure per-replica maths, `tf.function(jit_compile=...)`.
+2. `*_step`: `strategy.run` over the replicas of this worker, plus the reduction.
+3. `train_loop`: a `tf.function` running `num_steps` (a tensor, so no retracing) steps with
+   `tf.range`, pulling each worker batch from a plain per-worker iterator.
+"""
+
+import tensorflow as tf
+
+from trainer import data, metrics
+from trainer.distribute import Topology
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def make_train_loop(strategy, topology: Topology, model, optimizer, loss_fn, step, jit_compile: bool):
+    """Returns train_loop(iterator, num_steps) -> mean loss over those steps."""
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=jit_compile)
+    def replica_gradients(features, labels):
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            # Divide by the global batch: the all-reduce below sums the replicas' shares.
+            loss = tf.nn.compute_average_loss(loss_fn(labels, logits), global_batch_size=topology.global_batch_size)
+            scaled_loss = optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled_loss, variables)
+
+    def replica_update(features, labels):
+        loss, gradients = replica_gradients(features, labels)
+        # Summed here, before the optimizer sees them, so clipping and the loss-scale check are global.
+        gradients = tf.distribute.get_replica_context().all_reduce(SUM, gradients)
+        optimizer.apply(gradients, variables)
+        return loss
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        total_loss = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            features, labels = data.replica_batch(strategy, topology, next(iterator))
+            loss = strategy.run(replica_update, args=(features, labels))
+            total_loss += strategy.reduce(SUM, loss, axis=None)
+            step.assign_add(1)
+        return total_loss / tf.cast(num_steps, tf.float32)
+
+    return train_loop
+
+
+def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bool):
+    """Returns eval_step(worker_batch, thresholds) -> statistics summed over the global batch."""
+
+    @tf.function(jit_compile=jit_compile)
+    def replica_statistics(features, labels, mask, thresholds):
+        logits = model(features, training=False)
+        statistics = metrics.batch_statistics(labels, logits, mask, thresholds)
+        statistics["loss_sum"] = tf.reduce_sum(loss_fn(labels, logits) * mask)
+        return statistics
+
+    @tf.function
+    def eval_step(worker_batch, thresholds):
+        features, labels, mask = data.replica_batch(strategy, topology, worker_batch)
+        statistics = strategy.run(replica_statistics, args=(features, labels, mask, thresholds))
+        return {name: strategy.reduce(SUM, value, axis=None) for name, value in statistics.items()}
+
+    return eval_step
+
+
+def make_predict_step(strategy, topology: Topology, model):
+    """Returns predict_step(worker_batch) -> (probabilities, mask) of the whole global batch, in order."""
+
+    def replica_probabilities(features, labels, mask):
+        del labels
+        return tf.sigmoid(model(features, training=False)), mask
+
+    @tf.function
+    def predict_step(worker_batch):
+        features, labels, mask = data.replica_batch(strategy, topology, worker_batch)
+        probabilities, mask = strategy.run(replica_probabilities, args=(features, labels, mask))
+        return strategy.gather(probabilities, axis=0), strategy.gather(mask, axis=0)
+
+    return predict_step

@@ -1,0 +1,71 @@
+"""The embedded default data: a learnable multi-label problem from a hidden teacher.
+
+Labels come from a fixed random network over Gaussian features, through a few shared latent
+topics (so labels correlate), with per-label biases that make prevalence range from rare to
+common (so labels are imbalanced), and logistic noise (so no model is perfect). The same
+teacher labels every split; each split draws its own examples. Each example has two views of
+the same labels: numeric `features` (for `mlp`) and `tokens` (for the text models), where
+each label owns a few keyword tokens that appear, noisily, when it is on.
+"""
+
+import numpy as np
+
+SPLIT_IDS = {"train": 1, "eval": 2, "test": 3}
+_TOPICS = 6
+_KEYWORDS_PER_LABEL = 4
+
+
+def label_names(num_labels: int):
+    return [f"label_{i:02d}" for i in range(num_labels)]
+
+
+def _teacher(seed: int, num_features: int, num_labels: int):
+    rng = np.random.default_rng([seed, 0])
+    hidden = rng.normal(size=(num_features, 48)) / np.sqrt(num_features)
+    topics = rng.normal(size=(48, _TOPICS)) / np.sqrt(48)
+    shared = topics @ rng.normal(size=(_TOPICS, num_labels))
+    own = rng.normal(size=(48, num_labels)) / np.sqrt(48)
+    weights = 2.5 * (0.7 * shared + 0.5 * own) / np.sqrt(0.7**2 + 0.5**2)
+    # Prevalence log-uniform from 2% to 40%: biases are the matching quantiles of the teacher's
+    # logits on a reference sample.
+    reference = np.tanh(rng.normal(size=(20_000, num_features)) @ hidden) @ weights
+    prevalence = np.exp(rng.uniform(np.log(0.02), np.log(0.4), size=num_labels))
+    biases = -np.array([np.quantile(reference[:, j], 1 - prevalence[j]) for j in range(num_labels)])
+    return hidden, weights, biases
+
+
+def make_split(
+    split: str, num_examples: int, num_labels: int, num_features: int, vocab_size: int, sequence_length: int, seed: int
+):
+    """Returns ({"features": float32 [n, F], "tokens": int32 [n, T]}, labels float32 [n, L])."""
+    hidden, weights, biases = _teacher(seed, num_features, num_labels)
+    rng = np.random.default_rng([seed, SPLIT_IDS[split]])
+    features = rng.normal(size=(num_examples, num_features))
+    logits = np.tanh(features @ hidden) @ weights + biases + 0.5 * rng.logistic(size=(num_examples, num_labels))
+    labels = (logits > 0).astype(np.float32)
+    tokens = _tokens(labels, vocab_size, sequence_length, rng)
+    return {"features": features.astype(np.float32), "tokens": tokens}, labels
+
+
+def _tokens(labels: np.ndarray, vocab_size: int, sequence_length: int, rng) -> np.ndarray:
+    """Token ids (0 is padding): noise words, plus keywords of the labels that are on."""
+    num_examples, num_labels = labels.shape
+    first_noise = 1 + num_labels * _KEYWORDS_PER_LABEL
+    if vocab_size <= first_noise + 10:
+        raise ValueError(f"synthetic vocab_size must exceed {first_noise + 10} for {num_labels} labels")
+    # Zipf-like noise vocabulary, variable length.
+    noise_ranks = np.arange(1, vocab_size - first_noise + 1)
+    noise_p = 1.0 / noise_ranks
+    noise_p /= noise_p.sum()
+    tokens = first_noise + rng.choice(len(noise_ranks), size=(num_examples, sequence_length), p=noise_p)
+    lengths = rng.integers(sequence_length // 2, sequence_length + 1, size=num_examples)
+    for i in range(num_examples):
+        # Each "on" label contributes a keyword with probability 0.8; each "off" label leaks one with 0.05.
+        on = np.flatnonzero(labels[i])
+        leak = np.flatnonzero((labels[i] == 0) & (rng.random(num_labels) < 0.05))
+        chosen = [j for j in on if rng.random() < 0.8] + list(leak)
+        words = [1 + j * _KEYWORDS_PER_LABEL + rng.integers(_KEYWORDS_PER_LABEL) for j in chosen]
+        positions = rng.choice(lengths[i], size=min(len(words), lengths[i]), replace=False)
+        tokens[i, positions] = words[: len(positions)]
+        tokens[i, lengths[i] :] = 0
+    return tokens.astype(np.int32)
