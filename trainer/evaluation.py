@@ -31,7 +31,7 @@ class Evaluator:
         self._writers: Dict[str, tf.summary.SummaryWriter] = {}
 
     def _batches(self, split: data.Split) -> tf.data.Dataset:
-        return data.eval_batches(data.keep_features(split, self.input_names), self.topology)
+        return data.eval_batches(split, self.input_names, self.topology)
 
     def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, Dict]:
         """One pass over `split`: (figures as in metrics/<split>-<step>.json, the summed statistics)."""
@@ -97,7 +97,7 @@ class Evaluator:
                 lines.append(
                     json.dumps(
                         {
-                            "probabilities": [round(float(p), 6) for p in row],
+                            "probabilities": [round(float(p), 7) for p in row],
                             "labels": names[row >= thresholds].tolist(),
                         }
                     )

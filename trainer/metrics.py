@@ -4,7 +4,9 @@
 replicas, workers and batches is exact. Each label gets exact counts at its threshold plus
 histograms of positives' and negatives' logits; average precision, ROC-AUC and threshold
 tuning come from the histograms. Bins are uniform in logit space (fine where probabilities
-crowd near 0 and 1), and probability 0.5 (logit 0) is a bin edge.
+crowd near 0 and 1), 1/256 of a logit wide so that AP and ROC-AUC stay within 1e-3 of the
+exact figures even for a barely trained model (tested); probability 0.5 (logit 0) is a bin
+edge. Logits beyond +-16 (probabilities within 1e-7 of 0 or 1) share the end bins.
 """
 
 from typing import Dict, List
@@ -13,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 LOGIT_RANGE = 16.0
-BINS_PER_LOGIT = 64
+BINS_PER_LOGIT = 256
 NUM_BINS = int(2 * LOGIT_RANGE * BINS_PER_LOGIT)
 # Left edge of each bin, as a logit; a score falls in bin k when edge[k] <= logit < edge[k+1].
 BIN_EDGES = -LOGIT_RANGE + np.arange(NUM_BINS) / BINS_PER_LOGIT

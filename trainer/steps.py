@@ -57,10 +57,15 @@ def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bo
         statistics["loss_sum"] = tf.reduce_sum(loss_fn(labels, logits) * mask)
         return statistics
 
+    def replica_eval(features, labels, mask, thresholds):
+        # A plain function around the compiled one: handed a tf.function directly,
+        # strategy.run would place every replica's XLA cluster on the first device.
+        return replica_statistics(features, labels, mask, thresholds)
+
     @tf.function
     def eval_step(worker_batch, thresholds):
         features, labels, mask = data.replica_batch(strategy, topology, worker_batch)
-        statistics = strategy.run(replica_statistics, args=(features, labels, mask, thresholds))
+        statistics = strategy.run(replica_eval, args=(features, labels, mask, thresholds))
         return {name: strategy.reduce(SUM, value, axis=None) for name, value in statistics.items()}
 
     return eval_step
