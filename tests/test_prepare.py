@@ -1,0 +1,91 @@
+"""`python -m trainer.prepare`: shards that read back in the input's order, labels.txt, statistics,
+and the same checks (exit 1, one line, nothing written) as the trainer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, error_line
+from test_sources import LABELS, NUM_EXAMPLES, _examples, _write, write_numeric_formats, write_text_formats
+
+from trainer import data, prepare
+from trainer.config import DataConfig
+from trainer.errors import UserError
+
+
+def _run_prepare(args):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.prepare", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _in_order(path, **config):
+    """Every example of `path`, unshuffled: (features, labels) numpy arrays."""
+    split = data.load_split(DataConfig(**config), "train", path, seed=0)
+    features, labels = next(iter(split.examples.batch(1000)))
+    return split, {k: v.numpy() for k, v in features.items()}, labels.numpy()
+
+
+def test_text_shards_read_back_in_input_order_with_labels_and_statistics(tmp_path):
+    rows = _examples()
+    source = write_text_formats(tmp_path, rows)["goemotions_tsv"]
+    out = str(tmp_path / "prepared")
+    summary = prepare.prepare(DataConfig(), source, out, num_shards=4)
+
+    shards = sorted(f for f in os.listdir(out) if f.endswith(".tfrecord"))
+    assert shards == [f"go-{i:05d}-of-00004.tfrecord" for i in range(4)]
+    with open(os.path.join(out, "labels.txt")) as f:
+        assert f.read().split() == LABELS
+    with open(os.path.join(out, "go-stats.json")) as f:
+        assert json.load(f) == summary
+    counts = np.bincount([j for _, ids, _ in rows for j in ids], minlength=len(LABELS))
+    assert summary["num_examples"] == NUM_EXAMPLES and summary["empty_texts"] == 1
+    assert [summary["labels"][n]["count"] for n in LABELS] == counts.tolist()
+    assert summary["labels"]["joy"]["frequency"] == pytest.approx(counts[0] / NUM_EXAMPLES, abs=1e-6)
+    assert summary["label_cardinality"] == pytest.approx(counts.sum() / NUM_EXAMPLES, abs=1e-6)
+
+    # The trainer finds labels.txt beside the shards, and reads them back in the TSV's order.
+    original, features, labels = _in_order(source)
+    prepared, prepared_features, prepared_labels = _in_order(os.path.join(out, "go-*.tfrecord"))
+    assert prepared.spec.label_names == LABELS and prepared.spec.vocabulary == original.spec.vocabulary
+    np.testing.assert_array_equal(prepared_features["tokens"], features["tokens"])
+    np.testing.assert_array_equal(prepared_labels, labels)
+
+
+def test_numeric_csv_and_more_shards_than_examples(tmp_path):
+    rows = _examples()[:3]
+    source = write_numeric_formats(tmp_path, rows)["csv"]
+    out = str(tmp_path / "prepared")
+    prepare.prepare(DataConfig(), source, out, num_shards=5, name="train")
+    _, features, labels = _in_order(source)
+    _, prepared_features, prepared_labels = _in_order(os.path.join(out, "train-*.tfrecord"))
+    np.testing.assert_array_equal(prepared_features["features"], features["features"])
+    np.testing.assert_array_equal(prepared_labels, labels)
+
+
+def test_refuses_an_output_dir_with_other_label_names(tmp_path):
+    source = write_text_formats(tmp_path, _examples())["goemotions_tsv"]
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "labels.txt").write_text("something\nelse\n")
+    with pytest.raises(UserError, match="holds other label names"):
+        prepare.prepare(DataConfig(), source, str(out), num_shards=2)
+
+
+def test_cli_converts_and_rejects_a_bad_row_writing_nothing(tmp_path):
+    source = write_text_formats(tmp_path, _examples())["header_tsv"]
+    good = _run_prepare([f"--input={source}", f"--output_dir={tmp_path / 'good'}", "--num_shards=2"])
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert f"Wrote {NUM_EXAMPLES} examples to 2 shards" in good.stdout
+
+    bad_source = _write(tmp_path / "bad.tsv", ["a\t0", "b\t2,11"])
+    bad = _run_prepare(
+        [f"--input={bad_source}", f"--output_dir={tmp_path / 'bad'}", f"--label_names={tmp_path}/labels.txt"]
+    )
+    assert bad.returncode == 1
+    assert "bad.tsv:2: label id 11 is out of range" in error_line(bad)
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,333 @@
+"""Input sources: every format gives the same batches, TFDS adapters, the checks before training
+(real CLI: exit 1 and one `error:` line each), the saved vocabulary, and the real datasets."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import check_ok, error_line, max_weight_difference, read_metrics, run_trainer
+
+from trainer import data, records, text, tfds_source
+from trainer.config import DataConfig
+from trainer.distribute import Topology
+from trainer.errors import UserError
+
+LABELS = ["joy", "anger", "fear", "love", "grief"]
+WORDS = ["happy", "sad", "Angry!", "it's", "Ça", "va", '"quoted"', "a,b", "love", "grief", "so", "much"]
+NUM_EXAMPLES = 37
+TEXT_FLAGS = ["--model=text_bow", "--global_batch_size=8", "--hidden_units=16", "--embedding_dim=8", "--max_tokens=40"]
+TEXT_FLAGS += ["--sequence_length=12", "--steps_per_loop=3", "--log_every_steps=3"]
+
+
+def _examples(seed=0):
+    """(text, label ids, features) rows: words with commas and quotes, 0-3 labels, one empty text."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(NUM_EXAMPLES):
+        words = "" if i == 5 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+        ids = tuple(sorted(rng.sample(range(len(LABELS)), rng.randint(0, 3))))
+        rows.append((words, ids, tuple(round(rng.uniform(-2, 2), 3) for _ in range(3))))
+    return rows
+
+
+def _quote(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"'
+
+
+def _write(path, lines) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def write_text_formats(folder, rows):
+    """The same text dataset as every text format the trainer reads; returns {name: path}."""
+    (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
+    paths = {
+        # GoEmotions: no header, ids, a comment id the trainer ignores; labels.txt beside it.
+        "goemotions_tsv": _write(
+            folder / "go.tsv", [f"{t}\t{','.join(map(str, ids))}\tid{i}" for i, (t, ids, _) in enumerate(rows)]
+        ),
+        "header_tsv": _write(
+            folder / "names.tsv",
+            ["id\ttext\tlabels"]
+            + [f"{i}\t{t}\t{', '.join(LABELS[j] for j in ids)}" for i, (t, ids, _) in enumerate(rows)],
+        ),
+        "csv": _write(
+            folder / "names.csv",
+            ["text,labels,id"]
+            + [f"{_quote(t)},{_quote(','.join(LABELS[j] for j in ids))},{i}" for i, (t, ids, _) in enumerate(rows)],
+        ),
+    }
+    with tf.io.TFRecordWriter(str(folder / "ids.tfrecord")) as writer:
+        for t, ids, _ in rows:
+            writer.write(records.make_example(t, ids))
+    paths["tfrecord_ids"] = str(folder / "ids.tfrecord")
+    with tf.io.TFRecordWriter(str(folder / "multi_hot.tfrecords")) as writer:
+        for t, ids, _ in rows:
+            feature = {
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
+                "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(j in ids) for j in range(5)])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    paths["tfrecord_multi_hot"] = str(folder / "multi_hot.tfrecords")
+    return paths
+
+
+def write_numeric_formats(folder, rows):
+    header = ",".join([f"f{k}" for k in range(3)] + [f"label:{n}" for n in LABELS])
+    lines = [",".join([str(v) for v in f] + [str(int(j in ids)) for j in range(5)]) for _, ids, f in rows]
+    (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
+    with tf.io.TFRecordWriter(str(folder / "numeric.tfrecord")) as writer:
+        for _, ids, features in rows:
+            writer.write(records.make_example(None, ids, features))
+    return {"csv": _write(folder / "numeric.csv", [header] + lines), "tfrecord": str(folder / "numeric.tfrecord")}
+
+
+def batches(path, batch_count=6, **config):
+    """The first training batches the trainer would draw (shuffled, seeded), as numpy."""
+    split = data.load_split(DataConfig(**config), "train", path, seed=1)
+    topology = Topology(num_replicas=1, num_workers=1, worker_index=0, is_chief=True, global_batch_size=8)
+    stream = data.train_batches(split, list(split.spec.feature_specs), topology, 50, seed=1, deterministic=True)
+    return split, [tf.nest.map_structure(lambda t: t.numpy(), b) for b in stream.take(batch_count)]
+
+
+def assert_same_batches(reference, other):
+    for (features_a, labels_a), (features_b, labels_b) in zip(reference, other):
+        assert features_a.keys() == features_b.keys()
+        for key in features_a:
+            np.testing.assert_array_equal(features_a[key], features_b[key])
+        np.testing.assert_array_equal(labels_a, labels_b)
+
+
+def test_every_text_format_yields_identical_batches(tmp_path):
+    rows = _examples()
+    paths = write_text_formats(tmp_path, rows)
+    reference_split, reference = batches(paths.pop("goemotions_tsv"))
+    assert reference_split.spec.label_names == LABELS
+    assert reference_split.num_examples == NUM_EXAMPLES
+    expected_counts = np.bincount([j for _, ids, _ in rows for j in ids], minlength=5)
+    np.testing.assert_array_equal(reference_split.label_counts, expected_counts)
+    assert reference_split.spec.feature_specs["tokens"].shape == (DataConfig().sequence_length,)
+    for name, path in paths.items():
+        split, other = batches(path)
+        assert split.spec.vocabulary == reference_split.spec.vocabulary, name
+        np.testing.assert_array_equal(split.label_counts, expected_counts, err_msg=name)
+        assert_same_batches(reference, other)
+
+
+def test_numeric_csv_and_tfrecord_yield_identical_batches(tmp_path):
+    paths = write_numeric_formats(tmp_path, _examples())
+    split, reference = batches(paths["csv"])
+    assert split.spec.label_names == LABELS and split.spec.feature_specs["features"].shape == (3,)
+    assert split.spec.vocabulary == ()
+    _, other = batches(paths["tfrecord"])  # Label names from the labels.txt beside it.
+    assert_same_batches(reference, other)
+
+
+def test_tfrecord_images_are_decoded_and_resized(tmp_path):
+    (tmp_path / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(tmp_path / "images.tfrecord")) as writer:
+        for i, size in enumerate([(10, 7), (4, 12), (8, 8)]):
+            png = tf.io.encode_png(rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)).numpy()
+            feature = {
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "label_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    split = data.load_split(DataConfig(image_size=8), "train", str(tmp_path / "images.tfrecord"), 0)
+    assert split.spec.feature_specs["image"].shape == (8, 8, 3)
+    images = np.stack([f["image"].numpy() for f, _ in split.examples])
+    assert images.dtype == np.float32 and images.shape == (3, 8, 8, 3) and 0 <= images.min() < images.max() <= 1
+    np.testing.assert_array_equal(split.label_counts, [1, 1, 1, 0, 0])
+
+
+def test_empty_texts_are_counted_and_kept(tmp_path, caplog):
+    path = _write(tmp_path / "t.tsv", ["hello there\t0", "\t1", "   \t1", "bye\t0"])
+    split = data.load_split(DataConfig(label_names=_write(tmp_path / "names.txt", ["a", "b"])), "train", path, 0)
+    assert split.num_examples == 4
+    assert "2 of 4 examples have empty text" in caplog.text
+    tokens = [f["tokens"].numpy()[:2].tolist() for f, _ in split.examples]
+    assert tokens[1] == [text.OOV_ID, text.PAD_ID]
+
+
+def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        goemotions = data.load_split(DataConfig(), "train", "tfds:goemotions:train", 0)
+        raw = list(tfds.load("goemotions", split="train"))
+        voc = data.load_split(DataConfig(image_size=16), "train", "tfds:voc/2007:validation", 0)
+        objects = [set(e["objects"]["label"].numpy().tolist()) for e in tfds.load("voc/2007", split="validation")]
+    assert goemotions.spec.label_names == tfds_source.GOEMOTIONS_LABELS
+    expected = [[float(e[name].numpy()) for name in tfds_source.GOEMOTIONS_LABELS] for e in raw]
+    np.testing.assert_array_equal([labels.numpy() for _, labels in goemotions.examples], expected)
+    assert goemotions.spec.vocabulary and "tokens" in goemotions.spec.feature_specs
+    assert voc.spec.num_labels == 20 and voc.spec.label_names[0] == "aeroplane"
+    assert voc.spec.feature_specs["image"].shape == (16, 16, 3)
+    assert [set(np.flatnonzero(labels.numpy()).tolist()) for _, labels in voc.examples] == objects
+    np.testing.assert_array_equal(voc.label_counts, np.bincount([j for s in objects for j in s], minlength=20))
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("tfds:mnist:train", "no label adapter for TFDS dataset 'mnist'"),
+        ("tfds:goemotions", "tfds:NAME[/CONFIG]:SPLIT"),
+    ],
+)
+def test_tfds_without_adapter_or_split_is_a_user_error(path, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        data.load_split(DataConfig(), "train", path, 0)
+
+
+# -- The checks before training, through the real CLI: exit 1, one `error:` line, no training.
+
+
+def _bad_inputs(folder):
+    """{case: (flags, words the error line must hold)}; the files are written into `folder`."""
+    names = _write(folder / "names.txt", LABELS)
+    good = _write(folder / "good.tsv", ["fine text\t0,1"] * 4)
+    header = "f0,f1,label:joy,label:anger"
+    empty = _write(folder / "empty.csv", ["text,labels"])
+    ids = _write(folder / "ids.tsv", ["a\t0", "b\t1,7"])
+    unknown = _write(folder / "n.csv", ["text,labels", "a,joy", 'b,"joy,glee"'])
+    label_columns = _write(folder / "lc.csv", [header, "1,2,0,1"])
+    non_numeric = _write(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
+    width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
+    with tf.io.TFRecordWriter(str(folder / "width.tfrecord")) as writer:
+        for features in ([1.0, 2.0], [1.0, 2.0], [3.0]):
+            writer.write(records.make_example(None, [0], features))
+    with tf.io.TFRecordWriter(str(folder / "range.tfrecord")) as writer:
+        writer.write(records.make_example("ok", [0]))
+        writer.write(records.make_example("ok", [1, 9]))
+    text_flags = [f"--label_names={names}", f"--eval_data={good}"]
+    return {
+        "missing file": ([f"--train_data={folder}/nope.tsv"], "matches no file"),
+        "glob without match": ([f"--train_data={folder}/shards-*.tfrecord"], "matches no file"),
+        "empty dataset": ([f"--train_data={empty}", *text_flags], "holds no examples"),
+        "label id out of range": ([f"--train_data={ids}", *text_flags], "ids.tsv:2: label id 7 is out of range"),
+        "unknown label name": ([f"--train_data={unknown}", *text_flags], "n.csv:3: unknown label name 'glee'"),
+        "wrong number of label columns": (
+            [f"--train_data={label_columns}", f"--label_names={names}"],
+            "has 2 label columns (label:joy, ...) but --label_names",
+        ),
+        "non-numeric feature": ([f"--train_data={non_numeric}"], "nn.csv:3: column 'f1' holds 'x', not a number"),
+        "inconsistent feature width (csv)": ([f"--train_data={width}"], "w.csv:3 has 5 columns but the header has 4"),
+        "inconsistent feature width (tfrecord)": (
+            [f"--train_data={folder}/width.tfrecord", f"--label_names={names}"],
+            "width.tfrecord record 2: `features` has 1 values but the first record has 2",
+        ),
+        "label id out of range (tfrecord)": (
+            [f"--train_data={folder}/range.tfrecord", f"--label_names={names}"],
+            "range.tfrecord record 1: label id 9 is out of range",
+        ),
+        "bad eval split": (
+            [f"--train_data={good}", f"--label_names={names}", f"--eval_data={folder}/dev.tsv"],
+            "--eval_data",
+        ),
+    }
+
+
+BAD_INPUT_CASES = [
+    "missing file",
+    "glob without match",
+    "empty dataset",
+    "label id out of range",
+    "unknown label name",
+    "wrong number of label columns",
+    "non-numeric feature",
+    "inconsistent feature width (csv)",
+    "inconsistent feature width (tfrecord)",
+    "label id out of range (tfrecord)",
+    "bad eval split",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_exits_1_with_one_clear_line_before_training(tmp_path, case):
+    flags, expected = _bad_inputs(tmp_path)[case]
+    model_dir = tmp_path / "run"
+    result = run_trainer([f"--model_dir={model_dir}", *TEXT_FLAGS, *flags])
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = error_line(result)
+    assert expected in line, line
+    assert not (model_dir / "checkpoints").exists()
+
+
+# -- The vocabulary is saved with the model: resume, predict and eval tokenise as training did.
+
+
+def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
+    rows = _examples()
+    paths = write_text_formats(tmp_path, rows)
+    # A constant learning rate, so that stopping at step 3 (train_steps=3) changes no schedule.
+    flags = [*TEXT_FLAGS, "--lr_schedule=constant"]
+    common = [f"--train_data={paths['goemotions_tsv']}", "--mode=train", "--deterministic", *flags]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    check_ok(run_trainer([f"--model_dir={straight}", "--train_steps=6", *common]))
+    check_ok(run_trainer([f"--model_dir={resumed}", "--train_steps=3", *common]))
+    check_ok(run_trainer([f"--model_dir={resumed}", "--train_steps=6", *common]))
+    vocabulary = text.read_vocabulary(str(straight))
+    assert vocabulary[:2] == (text.PAD, text.OOV) and len(vocabulary) <= 40
+    assert text.read_vocabulary(str(resumed)) == vocabulary
+    assert max_weight_difference(str(straight), str(resumed)) == 0.0  # The file position resumed exactly.
+
+    unlabelled = _write(tmp_path / "score.tsv", [t for t, _, _ in rows[6:15]])  # Blank lines are skipped.
+    check_ok(run_trainer([f"--model_dir={straight}", "--mode=predict", f"--test_data={unlabelled}", *flags]))
+    with open(straight / "predictions.jsonl") as f:
+        predictions = [json.loads(line) for line in f]
+    assert len(predictions) == 9 and len(predictions[0]["probabilities"]) == len(LABELS)
+
+
+# -- Real data (../shared/data): the sources carry a real signal.
+
+
+def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
+    folder = os.path.join(shared_data, "goemotions")
+    result = run_trainer(
+        [
+            f"--model_dir={tmp_path}",
+            "--model=text_bow",
+            f"--train_data={folder}/train.tsv",
+            f"--eval_data={folder}/dev.tsv",
+            f"--label_names={folder}/labels.txt",
+            "--train_steps=600",
+            "--learning_rate=0.01",
+            "--max_tokens=10000",
+            "--eval_every_steps=600",
+            "--deterministic",
+        ]
+    )
+    check_ok(result)
+    metrics = read_metrics(str(tmp_path))
+    # The best constant predictor: every label always on, F1 = 2p / (1 + p) with p its prevalence.
+    prevalence = np.array([row["support"] for row in metrics["labels"].values()]) / 5426
+    baseline = float(np.mean(2 * prevalence / (1 + prevalence)))
+    print(f"GoEmotions dev macro-F1: text_bow {metrics['macro']['f1']:.3f}, all-positive baseline {baseline:.3f}")
+    assert metrics["macro"]["f1"] > baseline + 0.2
+
+
+def test_mlp_on_yeast_reaches_micro_f1_060(tmp_path, shared_data):
+    folder = os.path.join(shared_data, "yeast")
+    result = run_trainer(
+        [
+            f"--model_dir={tmp_path}",
+            "--model=mlp",
+            f"--train_data={folder}/train.csv",
+            f"--eval_data={folder}/test.csv",
+            "--global_batch_size=64",
+            "--train_steps=500",
+            "--learning_rate=0.003",
+            "--eval_every_steps=500",
+            "--deterministic",
+        ]
+    )
+    check_ok(result)
+    with open(os.path.join(tmp_path, "metrics", "eval-500.json")) as f:
+        metrics = json.load(f)
+    print(f"yeast test micro-F1 {metrics['micro']['f1']:.3f}, macro-F1 {metrics['macro']['f1']:.3f}")
+    assert metrics["micro"]["f1"] >= 0.60

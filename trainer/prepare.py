@@ -1,0 +1,117 @@
+"""`python -m trainer.prepare`: delimited files -> sharded TFRecord files, labels.txt, statistics.
+
+    python -m trainer.prepare --input=../shared/data/goemotions/train.tsv \\
+        --label_names=../shared/data/goemotions/labels.txt --output_dir=gs://bucket/goemotions --num_shards=8
+
+writes, under --output_dir (local or object storage):
+- `<name>-00000-of-00008.tfrecord`, ...: tf.train.Example records (`text` and/or `features`,
+  `label_ids`; see trainer/records.py), dealt out to the shards round-robin, so that the
+  trainer, which reads shards one record from each in turn, sees the input's order;
+- `labels.txt`: the label names, one a line, which the trainer reads when --label_names is empty;
+- `<name>-stats.json`: examples, count and frequency per label, label cardinality.
+<name> is --name, by default the input's file name without its extension. Every row is checked
+as the trainer checks it, before anything is written: a bad row means exit code 1, one line on
+stderr, and no output.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from trainer.config import DATA_FORMATS, DataConfig
+from trainer.errors import EXIT_USER_ERROR, UserError
+
+_DATA = DataConfig()
+flags.DEFINE_string("input", None, "Delimited file(s) to convert: a path or glob (.tsv or .csv).")
+flags.DEFINE_string("output_dir", None, "Directory for the shards, labels.txt and <name>-stats.json.")
+flags.DEFINE_integer("num_shards", 8, "TFRecord files to write (a worker reads whole files, so >= workers).")
+flags.DEFINE_string("name", "", "Shard name prefix; default: the input's file name without extension.")
+flags.DEFINE_enum("data_format", _DATA.data_format, DATA_FORMATS, "tsv or csv; default: from the extension.")
+flags.DEFINE_string("label_names", _DATA.label_names, "File with one label name a line.")
+flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited files with a header.")
+flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
+flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
+FLAGS = flags.FLAGS
+
+
+def shard_paths(output_dir: str, name: str, num_shards: int):
+    return [os.path.join(output_dir, f"{name}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+
+
+def prepare(
+    config: DataConfig, pattern: str, output_dir: str, num_shards: int, name: str = "", flag: str = "--input"
+) -> dict:
+    """Converts the delimited files `pattern` names; returns the statistics it wrote."""
+    import tensorflow as tf  # After the flag checks, so that mistakes there fail fast.
+
+    from trainer import delimited, labels, records, sources
+
+    if num_shards < 1:
+        raise UserError(f"--num_shards must be positive, got {num_shards}.")
+    files = sources.match_files(flag, pattern)
+    data_format = sources.file_format(flag, files, config.data_format)
+    if data_format == "tfrecord":
+        raise UserError(f"{flag}={pattern} is TFRecord already; prepare converts .tsv and .csv files.")
+    layout, label_names = sources.delimited_layout(config, flag, files, data_format, allow_unlabelled=False)
+    stats = delimited.check(files, layout, label_names)  # First, so a bad row leaves nothing behind.
+    if stats.num_examples == 0:
+        raise UserError(f"{flag}={pattern} holds no examples; point it at a non-empty file.")
+    names_path = os.path.join(output_dir, labels.LABELS_FILE)
+    if tf.io.gfile.exists(names_path) and labels.read_names(names_path) != label_names:
+        raise UserError(f"{names_path} holds other label names than {files[0]}; use another --output_dir.")
+
+    name = name or os.path.splitext(os.path.basename(files[0]))[0]
+    tf.io.gfile.makedirs(output_dir)
+    paths = shard_paths(output_dir, name, num_shards)
+    writers = [tf.io.TFRecordWriter(path) for path in paths]
+    try:
+        for i, (text, label_ids, features) in enumerate(delimited.rows(files, layout, label_names)):
+            example = records.make_example(text if layout.text >= 0 else None, label_ids, features)
+            writers[i % num_shards].write(example)
+    finally:
+        for writer in writers:
+            writer.close()
+    labels.write_names(names_path, label_names)
+    summary = dict(stats.summary(label_names), source=pattern, files=[os.path.basename(p) for p in paths])
+    with tf.io.gfile.GFile(os.path.join(output_dir, f"{name}-stats.json"), "w") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
+    try:
+        if not FLAGS.input or not FLAGS.output_dir:
+            raise UserError("--input and --output_dir are required, e.g. --input=train.tsv --output_dir=prepared/.")
+        config = DataConfig(
+            data_format=FLAGS.data_format,
+            label_names=FLAGS.label_names,
+            text_column=FLAGS.text_column,
+            labels_column=FLAGS.labels_column,
+            label_columns_prefix=FLAGS.label_columns_prefix,
+        )
+        summary = prepare(config, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name)
+    except UserError as e:
+        _fail(str(e))
+    print(
+        f"Wrote {summary['num_examples']} examples to {len(summary['files'])} shards in {FLAGS.output_dir}: "
+        f"{summary['num_labels']} labels, {summary['label_cardinality']:.3f} labels per example.",
+        flush=True,
+    )
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        FLAGS(sys.argv)  # Parsed here first so a bad flag is one line and exit 1, not absl's usage dump.
+    except flags.Error as e:
+        _fail(f"{e} (see --helpfull).")
+    app.run(main)

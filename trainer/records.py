@@ -1,0 +1,227 @@
+"""TFRecord files of `tf.train.Example`: the form `python -m trainer.prepare` writes.
+
+Feature keys (at least one of text/features/image; at most one of label_ids/labels):
+    text       bytes, 1 value   UTF-8 text, tokenised like delimited text
+    features   float, N values  numeric features, the same N in every record
+    image      bytes, 1 value   an encoded JPEG/PNG/GIF/BMP image, resized to --image_size
+    label_ids  int64, any       the ids of the labels that are on (what `prepare` writes)
+    labels     float or int64   a multi-hot vector, one 0/1 value per label
+Label names come from --label_names or a labels.txt beside the files. Records without labels
+are fine for --test_data in --mode=predict.
+
+Sharded files are read with a deterministic interleave, one record from each file in turn:
+`prepare` deals records out to shards round-robin, so this restores the original order.
+"""
+
+import dataclasses
+import re
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+
+from trainer.errors import UserError
+from trainer.labels import Stats
+
+TEXT, FEATURES, IMAGE, LABEL_IDS, LABELS = "text", "features", "image", "label_ids", "labels"
+_MAX_INTERLEAVE = 64  # Files read at once; beyond this the order is deterministic but not the original.
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Which keys the records hold, from the first record."""
+
+    text: bool
+    image: bool
+    num_features: int  # 0: no `features`.
+    label_key: str  # LABEL_IDS, LABELS, or "" when unlabelled.
+    labels_dtype: tf.DType = tf.float32
+
+
+def make_example(text: Optional[str], label_ids: Iterable[int], features: Sequence[float] = ()) -> bytes:
+    """A serialized Example with `text` (unless None), `features` (unless empty) and `label_ids`."""
+    feature = {LABEL_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=list(label_ids)))}
+    if text is not None:
+        feature[TEXT] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
+    if len(features):
+        feature[FEATURES] = tf.train.Feature(float_list=tf.train.FloatList(value=list(features)))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without the op and function names around it."""
+    return re.sub(r"\{\{[^}]*\}\}|\[Op:.*$", "", error.message.splitlines()[0]).strip()
+
+
+def _first_record(files: Sequence[str]) -> Optional[bytes]:
+    for path in files:
+        try:
+            for record in tf.data.TFRecordDataset(path).take(1):
+                return record.numpy()
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise UserError(f"{path} is not a TFRecord file or is corrupt ({_reason(e)}).")
+    return None
+
+
+def inspect(files: Sequence[str]) -> Optional[Layout]:
+    """The layout of the first record, or None when the files hold no record."""
+    record = _first_record(files)
+    if record is None:
+        return None
+    try:
+        feature = tf.train.Example.FromString(record).features.feature
+    except DecodeError:
+        raise UserError(f"{files[0]} does not hold tf.train.Example records; see the README, 'Data'.")
+    if not any(key in feature for key in (TEXT, FEATURES, IMAGE)):
+        raise UserError(
+            f"{files[0]}: records have keys {sorted(feature)} but none of {TEXT}, {FEATURES}, {IMAGE}; "
+            "see the README, 'Data', for the feature keys."
+        )
+    label_key = LABEL_IDS if LABEL_IDS in feature else LABELS if LABELS in feature else ""
+    labels_dtype = tf.int64 if label_key == LABELS and feature[LABELS].HasField("int64_list") else tf.float32
+    num_features = len(feature[FEATURES].float_list.value) if FEATURES in feature else 0
+    return Layout(TEXT in feature, IMAGE in feature, num_features, label_key, labels_dtype)
+
+
+def _ragged_spec(layout: Layout) -> dict:
+    spec = {}
+    if layout.text:
+        spec[TEXT] = tf.io.RaggedFeature(tf.string)
+    if layout.image:
+        spec[IMAGE] = tf.io.RaggedFeature(tf.string)
+    if layout.num_features:
+        spec[FEATURES] = tf.io.RaggedFeature(tf.float32)
+    if layout.label_key:
+        spec[layout.label_key] = tf.io.RaggedFeature(tf.int64 if layout.label_key == LABEL_IDS else layout.labels_dtype)
+    return spec
+
+
+def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int = 4096) -> Stats:
+    """Reads every record once; raises UserError naming the file and record of the first bad one."""
+    stats, spec = Stats.zeros(num_labels), _ragged_spec(layout)
+
+    def summarise(serialized):
+        """Values per key and record, the label values, and how many texts are blank."""
+        parsed = tf.io.parse_example(serialized, spec)
+        lengths = {key: value.row_lengths() for key, value in parsed.items()}
+        labels = parsed[layout.label_key].flat_values if layout.label_key else tf.zeros([0], tf.int64)
+        empty = tf.zeros([], tf.int64)
+        if layout.text:
+            blank = tf.strings.length(tf.strings.strip(parsed[TEXT].flat_values)) == 0
+            empty = tf.reduce_sum(tf.cast(blank, tf.int64))
+        return lengths, labels, empty
+
+    for path in files:
+        first = 0
+        try:
+            for lengths, labels, empty in tf.data.TFRecordDataset(path).batch(batch_size).map(summarise):
+                lengths = {key: value.numpy() for key, value in lengths.items()}
+                _check_batch(path, first, lengths, labels.numpy(), layout, num_labels, stats)
+                stats.empty_texts += int(empty)
+                first += len(next(iter(lengths.values())))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise UserError(
+                f"{path} (after record {first}) cannot be read as tf.train.Example records "
+                f"({_reason(e)}); see the README, 'Data', for the feature keys."
+            )
+    return stats
+
+
+def _check_batch(
+    path: str, first: int, lengths, labels: np.ndarray, layout: Layout, num_labels: int, stats: Stats
+) -> None:
+    """Checks one batch of records (`first` is the index of its first in `path`); adds it to `stats`."""
+
+    def fail(bad_rows: np.ndarray, message: str):
+        raise UserError(f"{path} record {first + int(np.flatnonzero(bad_rows)[0])}: {message}")
+
+    num_records = len(next(iter(lengths.values())))
+    if layout.text:
+        if (lengths[TEXT] > 1).any():
+            fail(lengths[TEXT] > 1, f"`{TEXT}` must hold one string.")
+        stats.empty_texts += int((lengths[TEXT] == 0).sum())  # A record without text counts as empty.
+    if layout.image and (lengths[IMAGE] != 1).any():
+        fail(lengths[IMAGE] != 1, f"`{IMAGE}` must hold one encoded image.")
+    if layout.num_features and (lengths[FEATURES] != layout.num_features).any():
+        wrong = lengths[FEATURES] != layout.num_features
+        fail(
+            wrong,
+            f"`{FEATURES}` has {lengths[FEATURES][wrong][0]} values but the first record has "
+            f"{layout.num_features}; every record needs the same number of features.",
+        )
+    multi_hot = np.zeros((num_records, num_labels), np.int64)
+    if layout.label_key == LABEL_IDS:
+        rows = np.repeat(np.arange(num_records), lengths[LABEL_IDS])
+        bad = (labels < 0) | (labels >= num_labels)
+        if bad.any():
+            fail(
+                np.isin(np.arange(num_records), rows[bad]),
+                f"label id {labels[bad][0]} is out of range: there are {num_labels} label names "
+                f"(ids 0..{num_labels - 1}); fix the data, or --label_names / labels.txt.",
+            )
+        multi_hot[rows, labels] = 1
+    elif layout.label_key == LABELS:
+        wrong = lengths[LABELS] != num_labels
+        if wrong.any():
+            fail(
+                wrong,
+                f"`{LABELS}` has {lengths[LABELS][wrong][0]} values but there are {num_labels} label names; "
+                "give one 0/1 value per label, or fix --label_names / labels.txt.",
+            )
+        values = labels.reshape(num_records, num_labels)
+        if not np.isin(values, (0, 1)).all():
+            fail(~np.isin(values, (0, 1)).all(axis=1), f"`{LABELS}` must hold only 0 and 1.")
+        multi_hot = values.astype(np.int64)
+    stats.add_batch(multi_hot)
+
+
+def _decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size])
+
+
+def read(files: Sequence[str], layout: Layout, num_labels: int, image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of (features, labels float32 [B, L]); features among text, features, image."""
+    spec = {}
+    if layout.text:
+        spec[TEXT] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    if layout.image:
+        spec[IMAGE] = tf.io.FixedLenFeature([], tf.string)
+    if layout.num_features:
+        spec[FEATURES] = tf.io.FixedLenFeature([layout.num_features], tf.float32)
+    if layout.label_key == LABEL_IDS:
+        spec[LABEL_IDS] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)  # What bincount takes.
+    elif layout.label_key == LABELS:
+        spec[LABELS] = tf.io.FixedLenFeature([num_labels], layout.labels_dtype)
+    image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        features = {key: parsed[key] for key in (TEXT, FEATURES) if key in parsed}
+        if layout.image:
+            features[IMAGE] = tf.map_fn(
+                lambda e: _decode_image(e, image_size), parsed[IMAGE], fn_output_signature=image_spec
+            )
+        if layout.label_key == LABEL_IDS:
+            labels = tf.math.bincount(
+                parsed[LABEL_IDS],
+                minlength=num_labels,
+                maxlength=num_labels,
+                binary_output=True,
+                axis=-1,
+                dtype=tf.float32,
+            )
+        elif layout.label_key == LABELS:
+            labels = tf.cast(parsed[LABELS], tf.float32)
+        else:
+            labels = tf.zeros([tf.shape(serialized)[0], num_labels])
+        return features, labels
+
+    records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), _MAX_INTERLEAVE),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE if len(files) > 1 else None,
+    )
+    return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,113 @@
+"""Text to token ids: one tokenizer for training, evaluation, prediction and export.
+
+Lowercase, split on every character that is not a letter, digit, mark or `_`, then (by default)
+append each pair of adjacent words as a bigram term. Ids come from a vocabulary built once from
+the training data and written to `<model_dir>/vocabulary.txt` (line i holds the term of id i), so
+a resumed, evaluating, predicting or exported model tokenises exactly as training did.
+Id 0 is padding and id 1 stands for every term not in the vocabulary.
+
+Everything is TensorFlow ops, also when the vocabulary is counted, because Python's `re` and
+TensorFlow's RE2 disagree about Unicode: one implementation cannot drift from the other.
+"""
+
+import collections
+import os
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+from trainer.errors import UserError
+
+PAD, OOV = "[PAD]", "[UNK]"  # Never produced by `terms`: brackets are split off.
+PAD_ID, OOV_ID = 0, 1
+VOCABULARY_FILE = "vocabulary.txt"
+_NON_WORD = r"[^\pL\pN\pM_]+"
+
+
+def words(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Strings [B] -> lowercase words [B, None]."""
+    lowered = tf.strings.lower(texts, encoding="utf-8")
+    return tf.strings.split(tf.strings.regex_replace(lowered, _NON_WORD, " "))
+
+
+def terms(texts: tf.Tensor, bigrams: bool) -> tf.RaggedTensor:
+    """Words, then (if `bigrams`) each two adjacent words joined by a space: [B, None].
+
+    Words come first so that truncating to the sequence length drops bigrams before words.
+    """
+    unigrams = words(texts)
+    if not bigrams:
+        return unigrams
+    return tf.concat([unigrams, tf.strings.ngrams(unigrams, 2, separator=" ")], axis=1)
+
+
+def build_vocabulary(texts: tf.data.Dataset, max_tokens: int, bigrams: bool) -> Tuple[str, ...]:
+    """PAD, OOV, then the `max_tokens - 2` most frequent terms of `texts` (batches of strings).
+
+    Ties go to the alphabetically first term, so the same data always gives the same vocabulary
+    (every worker of a multi-worker job builds its own and they must agree).
+    """
+    counts = collections.Counter()
+    for flat in texts.map(lambda t: terms(t, bigrams).flat_values).prefetch(2):
+        counts.update(flat.numpy().tolist())
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max_tokens - 2]
+    return (PAD, OOV) + tuple(term.decode("utf-8") for term, _ in ranked)
+
+
+class Tokenizer(tf.Module):
+    """Strings [B] -> int32 token ids [B, sequence_length], 0-padded and truncated.
+
+    A `tf.Module`, so an export can track it and its lookup table travels in the SavedModel.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], sequence_length: int, bigrams: bool):
+        super().__init__(name="tokenizer")
+        if tuple(vocabulary[:2]) != (PAD, OOV):
+            raise ValueError(f"a vocabulary starts with {PAD} and {OOV}, got {list(vocabulary[:2])}")
+        self.vocab_size = len(vocabulary)
+        self.sequence_length = sequence_length
+        self.bigrams = bigrams
+        keys = tf.constant(list(vocabulary[2:]), dtype=tf.string)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(2, len(vocabulary), dtype=tf.int64)),
+            default_value=OOV_ID,
+        )
+
+    def __call__(self, texts: tf.Tensor) -> tf.Tensor:
+        found = terms(texts, self.bigrams)
+        ids = found.with_flat_values(self.table.lookup(found.flat_values))
+        dense = ids.to_tensor(default_value=PAD_ID, shape=[None, self.sequence_length])
+        # A text without words becomes one OOV token: a row of padding only would make masked
+        # average pooling divide zero by zero.
+        first = tf.where(ids.row_lengths() > 0, dense[:, 0], OOV_ID)
+        return tf.cast(tf.concat([first[:, None], dense[:, 1:]], axis=1), tf.int32)
+
+
+def vocabulary_path(model_dir: str) -> str:
+    return os.path.join(model_dir, VOCABULARY_FILE)
+
+
+def read_vocabulary(model_dir: str) -> Tuple[str, ...]:
+    """The vocabulary saved in `model_dir`, or () when the run has none (yet)."""
+    path = vocabulary_path(model_dir)
+    if not tf.io.gfile.exists(path):
+        return ()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        vocabulary = tuple(f.read().decode("utf-8").split("\n")[:-1])
+    if vocabulary[:2] != (PAD, OOV):
+        raise UserError(
+            f"{path} is not a vocabulary written by this trainer (it must start with {PAD} and {OOV}); "
+            "delete it to rebuild it from the training data, or use a new --model_dir."
+        )
+    return vocabulary
+
+
+def write_vocabulary(model_dir: str, vocabulary: Sequence[str]) -> str:
+    """Writes `vocabulary` atomically (a crash never leaves half a file); returns the path."""
+    path = vocabulary_path(model_dir)
+    tf.io.gfile.makedirs(model_dir)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write("".join(f"{term}\n" for term in vocabulary).encode("utf-8"))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path

@@ -1,0 +1,90 @@
+"""TFDS datasets as sources: `tfds:NAME[/CONFIG]:SPLIT`, e.g. `tfds:goemotions:train`,
+`tfds:voc/2007:validation`, `tfds:goemotions:train[:90%]`.
+
+Each dataset needs an adapter that says which of its features the models take and how its
+labels become a multi-hot vector; ADAPTERS lists them. tensorflow-datasets is optional
+(`pip install 'mltrain[tfds]'`) and imported only when a `tfds:` source is used. TFDS prepares
+the data on first use in its data directory (TFDS_DATA_DIR, default ~/tensorflow_datasets).
+"""
+
+import dataclasses
+from typing import Callable, Dict, List, Tuple
+
+import tensorflow as tf
+
+from trainer.errors import UserError
+
+PREFIX = "tfds:"
+
+# GoEmotions' label order in the paper's release (labels.txt: line i is id i), not TFDS's
+# alphabetical feature order, so tfds:goemotions and the released TSV files are interchangeable.
+GOEMOTIONS_LABELS = (
+    "admiration amusement anger annoyance approval caring confusion curiosity desire disappointment "
+    "disapproval disgust embarrassment excitement fear gratitude grief joy love nervousness optimism "
+    "pride realization relief remorse sadness surprise neutral"
+).split()
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    label_names: List[str]
+    convert: Callable  # One TFDS example -> (features dict, multi-hot float32 [num_labels]).
+
+
+def _goemotions(info, image_size: int) -> Adapter:
+    del info, image_size
+
+    def convert(example):
+        labels = tf.stack([tf.cast(example[name], tf.float32) for name in GOEMOTIONS_LABELS])
+        return {"text": example["comment_text"]}, labels
+
+    return Adapter(list(GOEMOTIONS_LABELS), convert)
+
+
+def _voc(info, image_size: int) -> Adapter:
+    """PASCAL VOC: the classes of the objects in the image (any number of each) -> its label set."""
+    names = list(info.features["objects"]["label"].names)
+
+    def convert(example):
+        image = tf.image.resize(tf.cast(example["image"], tf.float32) / 255.0, [image_size, image_size])
+        ids = example["objects"]["label"]
+        labels = tf.math.bincount(ids, minlength=len(names), maxlength=len(names), binary_output=True)
+        return {"image": image}, tf.cast(labels, tf.float32)
+
+    return Adapter(names, convert)
+
+
+ADAPTERS: Dict[str, Callable[..., Adapter]] = {"goemotions": _goemotions, "voc": _voc}
+
+
+def parse_path(path: str, flag: str) -> Tuple[str, str]:
+    """`tfds:voc/2007:train[:80%]` -> ("voc/2007", "train[:80%]")."""
+    name, _, split = path[len(PREFIX) :].partition(":")
+    if not name or not split:
+        raise UserError(f"{flag}={path} is not of the form tfds:NAME[/CONFIG]:SPLIT, e.g. tfds:goemotions:train.")
+    return name, split
+
+
+def read(path: str, flag: str, image_size: int) -> Tuple[tf.data.Dataset, List[str]]:
+    """(unbatched (features, multi-hot labels) in the dataset's own order, label names)."""
+    name, split = parse_path(path, flag)
+    base = name.split("/")[0]
+    if base not in ADAPTERS:
+        raise UserError(
+            f"{flag}={path}: no label adapter for TFDS dataset {base!r} (adapters: {', '.join(sorted(ADAPTERS))}); "
+            "add one to ADAPTERS in trainer/tfds_source.py, or write the data as TFRecord (README, 'Data')."
+        )
+    try:
+        import tensorflow_datasets as tfds  # Optional dependency: only tfds: sources need it.
+    except ImportError:
+        raise UserError(f"{flag}={path} needs tensorflow-datasets: pip install 'mltrain[tfds]'.")
+    try:
+        builder = tfds.builder(name)
+        builder.download_and_prepare()
+        # shuffle_files=False: the same order every time, which --deterministic and resume need.
+        examples = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as e:  # TFDS raises many types (not found, no split, download failed); all mean the same.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{flag}={path}: TFDS cannot load it ({first_line}); check the name, config and split.")
+    adapter = ADAPTERS[base](builder.info, image_size)
+    return examples.map(adapter.convert, num_parallel_calls=tf.data.AUTOTUNE), adapter.label_names
