@@ -46,9 +46,7 @@ def build(args):
     from trainer.config import ModelConfig, TrainConfig
     from trainer.data import from_arrays
 
-    features, labels = synthetic.make_split(
-        "train", args.examples, args.labels, args.features, 2_000, 32, seed=42
-    )
+    features, labels = synthetic.make_split("train", args.examples, args.labels, args.features, 2_000, 32, seed=42)
     split = from_arrays({"features": features["features"]}, labels, synthetic.label_names(args.labels))
     keras.utils.set_random_seed(42)
     config = ModelConfig(hidden_units=tuple(int(u) for u in args.hidden_units.split(",")))

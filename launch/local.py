@@ -72,6 +72,7 @@ def run_group(num_workers: int, trainer_args: Sequence[str], out=sys.stdout) -> 
         thread = threading.Thread(target=_stream, args=(f"[worker {index}]", process.stdout, out), daemon=True)
         thread.start()
         processes.append(process)
+        out.write(f"[launch] worker {index}: pid {process.pid}, TF_CONFIG {env['TF_CONFIG']}\n")
         threads.append(thread)
     failure = 0
     try:

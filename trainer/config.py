@@ -32,6 +32,12 @@ class DataConfig:
     labels_column: str = "labels"
     label_columns_prefix: str = "label:"
     shuffle_buffer: int = 10_000
+    # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
+    # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
+    max_tokens: int = 20_000
+    sequence_length: int = 64
+    text_bigrams: bool = True
+    image_size: int = 64  # Images (TFRecord `image`, TFDS voc) are resized to image_size x image_size.
     # The embedded synthetic problem (used when a split is `synthetic`).
     synthetic_train_examples: int = 24_000
     synthetic_eval_examples: int = 4_000
@@ -68,6 +74,7 @@ class TrainConfig:
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
+    max_nan_rollbacks: int = 0  # On a NaN/Inf loss: 0 = stop (exit 2); N = roll back and go on, at most N times.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +128,9 @@ def validate(config: Config) -> Config:
     _choice("mode", config.mode, MODES)
     data, model, train, dist = config.data, config.model, config.train, config.distribute
     _choice("data_format", data.data_format, DATA_FORMATS)
+    _require(data.max_tokens > 2, f"--max_tokens must exceed 2 (padding and out-of-vocabulary), got {data.max_tokens}.")
+    for flag in ("sequence_length", "image_size", "shuffle_buffer"):
+        _positive(flag, getattr(data, flag))
     if config.mode in ("train", "train_and_eval"):
         _require(bool(data.train_data), f"--mode={config.mode} needs --train_data (a path, glob or `synthetic`).")
     if config.mode == "eval":
@@ -142,6 +152,7 @@ def validate(config: Config) -> Config:
         "keep_checkpoints",
     ):
         _positive(flag, getattr(train, flag))
+    _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _choice("optimizer", train.optimizer, OPTIMIZERS)
     _choice("lr_schedule", train.lr_schedule, LR_SCHEDULES)
@@ -179,7 +190,16 @@ def write(config: Config, path: str) -> None:
 _CHECKPOINT_SHAPING = {
     "model": ("model", "hidden_units", "embedding_dim"),
     "train": ("optimizer", "mixed_precision"),
-    "data": ("synthetic_labels", "synthetic_features", "synthetic_vocab_size", "label_names"),
+    "data": (
+        "synthetic_labels",
+        "synthetic_features",
+        "synthetic_vocab_size",
+        "label_names",
+        "text_bigrams",
+        "max_tokens",
+        "sequence_length",
+        "image_size",
+    ),
 }
 
 
@@ -195,3 +215,16 @@ def check_resumable(saved_json: str, config: Config) -> None:
                     f"--{key}={now} differs from the checkpoint in {config.model_dir} (written with "
                     f"--{key}={before}); use a new --model_dir or the original --{key}."
                 )
+
+
+def adopt_trained_settings(config: Config, saved_json: str) -> Config:
+    """`config` with the model-shaping settings of the run that wrote `saved_json` (its config.json),
+    so that eval, predict and export rebuild exactly the model that was trained."""
+    saved = json.loads(saved_json)
+    sections = {}
+    for section, keys in _CHECKPOINT_SHAPING.items():
+        values = {key: saved[section][key] for key in keys if key in saved.get(section, {})}
+        if "hidden_units" in values:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        sections[section] = dataclasses.replace(getattr(config, section), **values)
+    return dataclasses.replace(config, **sections)

@@ -8,12 +8,14 @@ differ only by summation order), and the per-worker iterator is a plain, checkpo
 """
 
 import dataclasses
-from typing import Dict, List, Tuple
+import json
+import os
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from trainer import synthetic
+from trainer import sources, synthetic
 from trainer.config import DataConfig
 from trainer.distribute import Topology
 from trainer.errors import UserError
@@ -26,6 +28,7 @@ class InputSpec:
     feature_specs: Dict[str, tf.TensorSpec]
     label_names: List[str]
     vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
+    vocabulary: Tuple[str, ...] = ()  # Term of each token id, for text sources (trainer.text); else ().
 
     @property
     def num_labels(self) -> int:
@@ -40,6 +43,7 @@ class Split:
     spec: InputSpec
     num_examples: int  # -1 when unknown (streamed).
     label_counts: np.ndarray  # Positives per label.
+    arrays: Optional[Tuple[Dict[str, np.ndarray], np.ndarray]] = None  # (features, labels) when in memory.
 
 
 def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
@@ -50,17 +54,41 @@ def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List
         InputSpec(specs, names, vocab_size),
         num_examples=len(labels),
         label_counts=labels.sum(axis=0).astype(np.int64),
+        arrays=(features, labels),
     )
 
 
-def keep_features(split: Split, names: List[str]) -> Split:
-    """The same split with only the named features (the ones the model takes)."""
-    examples = split.examples.map(lambda features, labels: ({n: features[n] for n in names}, labels))
-    return dataclasses.replace(split, examples=examples)
+SPEC_FILE = "input_spec.json"
 
 
-def load_split(config: DataConfig, split: str, path: str, seed: int) -> Split:
-    """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test")."""
+def write_spec(model_dir: str, spec: InputSpec) -> str:
+    """Saves what the model was built from, so export can rebuild it without any data."""
+    path = os.path.join(model_dir, SPEC_FILE)
+    features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps({"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}))
+    return path
+
+
+def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
+    path = os.path.join(model_dir, SPEC_FILE)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"{path} is missing: --model_dir holds no trained model; train first (--mode=train).")
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    specs = {
+        name: tf.TensorSpec(feature["shape"], tf.as_dtype(feature["dtype"]), name=name)
+        for name, feature in saved["features"].items()
+    }
+    return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
+
+
+def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = ()) -> Split:
+    """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
+
+    `vocabulary` is the run's (saved in the model dir, or built from the training split); text
+    sources other than the training split need it.
+    """
     if path == "synthetic":
         num_examples = config.synthetic_train_examples if split == "train" else config.synthetic_eval_examples
         features, labels = synthetic.make_split(
@@ -75,10 +103,11 @@ def load_split(config: DataConfig, split: str, path: str, seed: int) -> Split:
         return from_arrays(
             features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size
         )
-    raise UserError(
-        f"--{split}_data={path}: only `synthetic` data is supported in this version; "
-        "file and TFDS sources are planned (see the README, 'Data')."
-    )
+    source = sources.load(config, split, path, vocabulary)
+    features_spec, _ = source.examples.element_spec
+    specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
+    spec = InputSpec(specs, source.label_names, len(source.vocabulary), source.vocabulary)
+    return Split(source.examples, spec, source.num_examples, source.label_counts)
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
@@ -94,25 +123,52 @@ def _worker_rows(topology: Topology):
     return slice(start, start + topology.per_worker_batch_size)
 
 
+def _select(features: Dict[str, tf.Tensor], names: List[str]) -> Dict[str, tf.Tensor]:
+    return {name: features[name] for name in names}
+
+
 def train_batches(
-    split: Split, topology: Topology, shuffle_buffer: int, seed: int, deterministic: bool
+    split: Split, feature_names: List[str], topology: Topology, shuffle_buffer: int, seed: int, deterministic: bool
 ) -> tf.data.Dataset:
-    """An endless stream of this worker's slices of shuffled global batches."""
+    """An endless stream of this worker's slices of shuffled global batches (the named features only)."""
     rows = _worker_rows(topology)
-    dataset = (
-        split.examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(topology.global_batch_size, drop_remainder=True)
-        .map(
-            lambda features, labels: (tf.nest.map_structure(lambda t: t[rows], features), labels[rows]),
-            num_parallel_calls=tf.data.AUTOTUNE,
+    if split.arrays is not None:
+        # In memory: shuffle indices, not examples, and gather whole batches at once. Each epoch
+        # is a full permutation, per-example work disappears, and the checkpointed iterator
+        # state is a buffer of integers rather than of examples.
+        features, labels = split.arrays
+        features = {name: tf.constant(features[name]) for name in feature_names}
+        labels = tf.constant(labels)
+        dataset = (
+            tf.data.Dataset.range(len(labels))
+            .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(topology.global_batch_size, drop_remainder=True)
+            .map(
+                lambda indices: (
+                    tf.nest.map_structure(lambda t: tf.gather(t, indices[rows]), features),
+                    tf.gather(labels, indices[rows]),
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         )
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return _with_options(dataset, deterministic)
+    else:
+        dataset = (
+            split.examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(topology.global_batch_size, drop_remainder=True)
+            .map(
+                lambda features, labels: (
+                    tf.nest.map_structure(lambda t: t[rows], _select(features, feature_names)),
+                    labels[rows],
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        )
+    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), deterministic)
 
 
-def eval_batches(split: Split, topology: Topology) -> tf.data.Dataset:
+def eval_batches(split: Split, feature_names: List[str], topology: Topology) -> tf.data.Dataset:
     """One pass in order; the last global batch is padded and `mask` marks the real rows.
 
     Every example is counted exactly once whatever the number of replicas: padding rows
@@ -121,11 +177,14 @@ def eval_batches(split: Split, topology: Topology) -> tf.data.Dataset:
     global_batch_size, rows = topology.global_batch_size, _worker_rows(topology)
 
     def pad(features, labels):
+        features = _select(features, feature_names)
         real = tf.shape(labels)[0]
         padding = global_batch_size - real
 
         def pad_rows(t):
-            return tf.pad(t, [[0, padding]] + [[0, 0]] * (len(t.shape) - 1))
+            # Copies of the first row, not zeros: every model sees valid inputs (an all-padding
+            # token row would make masked average pooling divide 0 by 0); the mask drops them.
+            return tf.concat([t, tf.repeat(t[:1], padding, axis=0)], axis=0)
 
         mask = tf.concat([tf.ones([real]), tf.zeros([padding])], axis=0)
         return tuple(

@@ -17,3 +17,7 @@ class UserError(Exception):
 
 class TrainingFailed(Exception):
     """Training cannot continue (e.g. NaN loss). The message names the step."""
+
+
+class Preempted(Exception):
+    """The run was asked to stop (SIGTERM) and saved a checkpoint; restarting resumes it."""

@@ -5,6 +5,7 @@
 strategy scope; the iterator before the restore, since its position is in the checkpoint).
 """
 
+import hashlib
 import math
 import os
 import time
@@ -14,10 +15,23 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import checkpoint, data, distribute, evaluation, losses, models, optimization, reporting, steps
+from trainer import (
+    checkpoint,
+    data,
+    distribute,
+    evaluation,
+    export,
+    losses,
+    models,
+    optimization,
+    reporting,
+    steps,
+    text,
+)
 from trainer import config as config_lib
 from trainer.config import Config
-from trainer.errors import TrainingFailed, UserError
+from trainer.errors import Preempted, TrainingFailed, UserError
+from trainer.preemption import PreemptionWatcher
 
 
 def _format_seconds(seconds: float) -> str:
@@ -27,6 +41,14 @@ def _format_seconds(seconds: float) -> str:
         if seconds >= 3600
         else f"{seconds // 60}m{seconds % 60:02d}s"
     )
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every weight's bytes, in a fixed order: equal digests mean identical weights."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def _steps_until_next_event(step: int, config: Config) -> int:
@@ -53,7 +75,7 @@ def _log_label_statistics(split: data.Split) -> None:
 
 
 def _load_matching(config: Config, split_name: str, path: str, spec: data.InputSpec) -> data.Split:
-    split = data.load_split(config.data, split_name, path, config.train.seed)
+    split = data.load_split(config.data, split_name, path, config.train.seed, spec.vocabulary)
     if split.spec.label_names != spec.label_names:
         raise UserError(
             f"--{split_name}_data has labels {split.spec.label_names[:4]}... but the model is built "
@@ -73,36 +95,56 @@ def run(config: Config) -> None:
     keras.utils.set_random_seed(train.seed)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+    # -- Config: training refuses to resume a different model; eval/predict/export rebuild the
+    # model that was trained, whatever model flags they were given.
+    config_path = os.path.join(config.model_dir, "config.json")
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(config.model_dir, checkpoint.CHECKPOINT_SUBDIR))
+    if os.path.exists(config_path) and has_checkpoint:
+        with open(config_path) as f:
+            saved_config = f.read()
+        if training:
+            config_lib.check_resumable(saved_config, config)
+        else:
+            config = config_lib.adopt_trained_settings(config, saved_config)
+            train = config.train
     keras.mixed_precision.set_global_policy(train.mixed_precision)
 
-    # -- Config: refuse to resume a different model; the chief records what this run is.
-    config_path = os.path.join(config.model_dir, "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            config_lib.check_resumable(f.read(), config)
-    if topology.is_chief and training:
-        config_lib.write(config, config_path)
-
-    # -- Data: the first split read defines the inputs and labels; the others must match.
+    # -- Data: the first split read defines the inputs, labels and vocabulary; the others must
+    # match. A text vocabulary is built once, from the training data, and kept in the model dir
+    # so that resume, eval, predict and export tokenise as training did.
     if training:
         first_name, first_path = "train", config.data.train_data
+    elif config.mode in ("predict", "export"):
+        first_name, first_path = "test", config.data.test_data
     else:
         first_name, first_path = next(
             (n, p) for n, p in (("eval", config.data.eval_data), ("test", config.data.test_data)) if p
         )
-    first = data.load_split(config.data, first_name, first_path, train.seed)
-    spec = first.spec
+    saved_vocabulary = text.read_vocabulary(config.model_dir)
+    if config.mode == "export":  # No data: the model is rebuilt from what training saved.
+        first, spec = None, data.read_spec(config.model_dir, saved_vocabulary)
+    else:
+        first = data.load_split(config.data, first_name, first_path, train.seed, saved_vocabulary)
+        spec = first.spec
+    if topology.is_chief and training and spec.vocabulary and not saved_vocabulary:
+        logging.info("Wrote %s", text.write_vocabulary(config.model_dir, spec.vocabulary))
     eval_split = test_split = None
     if config.mode in ("train_and_eval", "eval") and config.data.eval_data:
-        eval_split = _load_matching(config, "eval", config.data.eval_data, spec)
+        eval_split = first if first_name == "eval" else _load_matching(config, "eval", config.data.eval_data, spec)
     if config.mode in ("train_and_eval", "eval", "predict") and config.data.test_data:
-        test_split = _load_matching(config, "test", config.data.test_data, spec)
+        test_split = first if first_name == "test" else _load_matching(config, "test", config.data.test_data, spec)
+
+    if topology.is_chief and training:  # After the data checks: a bad input leaves nothing behind.
+        config_lib.write(config, config_path)
+        data.write_spec(config.model_dir, spec)
 
     # -- Model, optimizer, step: every variable is created inside the strategy scope.
     with strategy.scope():
         model = models.MODELS[config.model.model](config.model, spec)
-        optimizer = optimization.make_optimizer(train)
-        optimizer.build(model.trainable_variables)
+        optimizer = optimization.make_optimizer(train) if training else None
+        if optimizer is not None:
+            optimizer.build(model.trainable_variables)
         step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
@@ -113,17 +155,13 @@ def run(config: Config) -> None:
 
     # -- Restore (resume order: this model_dir's latest checkpoint, else fresh). The train
     # iterator is part of the checkpoint, so it exists before the restore.
-    trackables = {"model": model, "optimizer": optimizer, "step": step}
+    trackables = {"model": model, "step": step}
     if training:
         train_dataset = data.train_batches(
-            data.keep_features(first, input_names),
-            topology,
-            config.data.shuffle_buffer,
-            train.seed,
-            train.deterministic,
+            first, input_names, topology, config.data.shuffle_buffer, train.seed, train.deterministic
         )
         iterator = iter(train_dataset)
-        trackables["train_iterator"] = iterator
+        trackables.update(optimizer=optimizer, train_iterator=iterator)
     checkpoints = checkpoint.Checkpoints(config.model_dir, topology.is_chief, train.keep_checkpoints, **trackables)
     with strategy.scope():
         restored = checkpoints.restore_latest()
@@ -133,7 +171,10 @@ def run(config: Config) -> None:
             "checkpoint; train first (--mode=train_and_eval) or point --model_dir at a trained run."
         )
     current = int(step.numpy())
-    steps_per_epoch = first.num_examples // topology.global_batch_size if first.num_examples > 0 else "unknown"
+    if training and restored:
+        logging.info("Resuming at step %d of %d from %s", current, train.train_steps, checkpoints.directory)
+    num_examples = first.num_examples if first is not None else -1
+    steps_per_epoch = num_examples // topology.global_batch_size if num_examples > 0 else "unknown"
     logging.info(
         "Strategy %s: %d replica(s) on %d worker(s), this is worker %d%s; global batch %d = %d per replica; "
         "%s steps per epoch; precision %s; XLA %s; %d parameters; step %d.",
@@ -157,15 +198,31 @@ def run(config: Config) -> None:
         train_loop = steps.make_train_loop(strategy, topology, model, optimizer, loss_fn, step, train.jit_compile)
         start_time = last_time = time.time()
         start_step = last_step = current
+        preemption = PreemptionWatcher(strategy, topology.num_workers)
+        nan_rollbacks = 0
         while current < train.train_steps:
             num_steps = _steps_until_next_event(current, config)
             loss = float(train_loop(iterator, tf.constant(num_steps, tf.int32)))
             current = int(step.numpy())
             if not math.isfinite(loss):
-                raise TrainingFailed(
-                    f"loss is {loss} in steps {current - num_steps + 1}..{current}; lower --learning_rate, set "
-                    f"--clip_norm, or check the data of that range. The last checkpoint is in {checkpoints.directory}."
+                bad_steps = f"steps {current - num_steps + 1}..{current}"
+                if nan_rollbacks >= train.max_nan_rollbacks or not checkpoints.roll_back():
+                    raise TrainingFailed(
+                        f"loss is {loss} in {bad_steps}; lower --learning_rate, set --clip_norm, check the data "
+                        f"of that range, or allow --max_nan_rollbacks. Checkpoints are in {checkpoints.directory}."
+                    )
+                nan_rollbacks += 1
+                current = int(step.numpy())
+                logging.warning(
+                    "Loss is %s in %s: rolled back to step %d; the input moves on past those batches "
+                    "(rollback %d of %d).",
+                    loss,
+                    bad_steps,
+                    current,
+                    nan_rollbacks,
+                    train.max_nan_rollbacks,
                 )
+                continue
             if current % train.log_every_steps == 0 or current == train.train_steps:
                 now = time.time()
                 rate = (current - last_step) * train.global_batch_size / max(now - last_time, 1e-9)
@@ -180,8 +237,16 @@ def run(config: Config) -> None:
                     _format_seconds(remaining),
                 )
                 last_time, last_step = now, current
-            if current % train.checkpoint_every_steps == 0 or current == train.train_steps:
+            saved = current % train.checkpoint_every_steps == 0 or current == train.train_steps
+            if saved:
                 checkpoints.save(current)
+            if preemption.stop_requested():
+                if not saved:
+                    checkpoints.save(current)
+                raise Preempted(
+                    f"stopped by SIGTERM at step {current} of {train.train_steps}; checkpoint saved in "
+                    f"{checkpoints.directory}; run the same command again to resume."
+                )
             if (
                 config.mode == "train_and_eval"
                 and eval_split is not None
@@ -189,6 +254,9 @@ def run(config: Config) -> None:
                 and current < train.train_steps
             ):
                 evaluator.evaluate_and_report("eval", eval_split, np.full(spec.num_labels, 0.5, np.float32), current)
+
+        # Every worker logs this; equal digests prove the replicas ended in sync.
+        logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(model))
 
     # -- Evaluate / predict with the tuned (or saved) thresholds.
     if config.mode == "train_and_eval" and eval_split is not None:
@@ -200,3 +268,7 @@ def run(config: Config) -> None:
                 evaluator.evaluate_and_report(name, split, thresholds, current)
     elif config.mode == "predict":
         evaluator.predict(test_split, reporting.read_thresholds(config.model_dir, spec.label_names))
+    elif config.mode == "export" and topology.is_chief:
+        thresholds = reporting.read_thresholds(config.model_dir, spec.label_names)
+        export.export(model, spec, input_names, thresholds, config.data.sequence_length, config.data.text_bigrams,
+                      config.model_dir)  # fmt: skip

@@ -10,7 +10,7 @@ from absl import app, flags, logging
 
 from trainer import config as config_lib
 from trainer.config import Config, DataConfig, DistributeConfig, LossConfig, ModelConfig, TrainConfig
-from trainer.errors import EXIT_TRAINING_FAILED, EXIT_USER_ERROR, TrainingFailed, UserError
+from trainer.errors import EXIT_PREEMPTED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Preempted, TrainingFailed, UserError
 
 _DATA, _MODEL, _TRAIN, _LOSS, _DIST = DataConfig(), ModelConfig(), TrainConfig(), LossConfig(), DistributeConfig()
 
@@ -26,6 +26,10 @@ flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited 
 flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
 flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
 flags.DEFINE_integer("shuffle_buffer", _DATA.shuffle_buffer, "Examples in the shuffle buffer.")
+flags.DEFINE_integer("max_tokens", _DATA.max_tokens, "Text: vocabulary size, padding and out-of-vocabulary included.")
+flags.DEFINE_integer("sequence_length", _DATA.sequence_length, "Text: token ids per example (cut or padded).")
+flags.DEFINE_boolean("text_bigrams", _DATA.text_bigrams, "Text: add word bigrams to the words.")
+flags.DEFINE_integer("image_size", _DATA.image_size, "Images are resized to image_size x image_size.")
 flags.DEFINE_integer("synthetic_labels", _DATA.synthetic_labels, "Labels of the synthetic problem.")
 flags.DEFINE_integer("synthetic_train_examples", _DATA.synthetic_train_examples, "Synthetic training examples.")
 flags.DEFINE_integer("synthetic_eval_examples", _DATA.synthetic_eval_examples, "Synthetic eval/test examples.")
@@ -53,6 +57,11 @@ flags.DEFINE_boolean("deterministic", _TRAIN.deterministic, "Op determinism: two
 flags.DEFINE_integer("eval_every_steps", _TRAIN.eval_every_steps, "Steps between evaluations.")
 flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints, "Checkpoints kept.")
+flags.DEFINE_integer(
+    "max_nan_rollbacks",
+    _TRAIN.max_nan_rollbacks,
+    "On a NaN/Inf loss, roll back to the last checkpoint and go on this many times; 0 = fail.",
+)
 # Loss.
 flags.DEFINE_enum("loss", _LOSS.loss, config_lib.LOSSES, "Loss.")
 flags.DEFINE_float("focal_gamma", _LOSS.focal_gamma, "Focal loss focusing parameter.")
@@ -97,6 +106,10 @@ def config_from_flags() -> Config:
                 labels_column=f.labels_column,
                 label_columns_prefix=f.label_columns_prefix,
                 shuffle_buffer=f.shuffle_buffer,
+                max_tokens=f.max_tokens,
+                sequence_length=f.sequence_length,
+                text_bigrams=f.text_bigrams,
+                image_size=f.image_size,
                 synthetic_labels=f.synthetic_labels,
                 synthetic_train_examples=f.synthetic_train_examples,
                 synthetic_eval_examples=f.synthetic_eval_examples,
@@ -126,6 +139,7 @@ def config_from_flags() -> Config:
                 eval_every_steps=f.eval_every_steps,
                 checkpoint_every_steps=f.checkpoint_every_steps,
                 keep_checkpoints=f.keep_checkpoints,
+                max_nan_rollbacks=f.max_nan_rollbacks,
             ),
             loss=LossConfig(
                 loss=f.loss,
@@ -151,6 +165,16 @@ def _fail(code: int, message: str) -> None:
     sys.exit(code)
 
 
+def _describe_failure(error: Exception) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    if type(error).__name__ in ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError"):
+        return (
+            f"lost contact with another worker ({type(error).__name__}: {first_line}); restart the whole "
+            "job: it resumes from the last checkpoint."
+        )
+    return f"{type(error).__name__}: {first_line} (traceback above)."
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
@@ -161,8 +185,14 @@ def main(argv) -> None:
         loop.run(config)
     except UserError as e:
         _fail(EXIT_USER_ERROR, str(e))
+    except Preempted as e:
+        sys.stderr.write(f"preempted: {e}\n")
+        sys.exit(EXIT_PREEMPTED)
     except TrainingFailed as e:
         _fail(EXIT_TRAINING_FAILED, str(e))
+    except Exception as e:  # Not the user's input: exit 2 so an orchestrator may restart the job.
+        logging.exception("Training failed")
+        _fail(EXIT_TRAINING_FAILED, _describe_failure(e))
     logging.info("Done.")
 
 

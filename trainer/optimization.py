@@ -30,9 +30,24 @@ class SGD(_PreReducedGradients, keras.optimizers.SGD):
     pass
 
 
-def learning_rate(config: TrainConfig):
+class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """A constant as a schedule: Keras would store a plain float in a variable, which a resume
+    restores, silently overriding a --learning_rate changed between runs."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __call__(self, step):
+        return self.value
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+def learning_rate(config: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The schedule from the config; never checkpointed, so the flags of the current run apply."""
     if config.lr_schedule == "constant":
-        return config.learning_rate
+        return ConstantLearningRate(config.learning_rate)
     warmup_steps = min(config.warmup_steps, config.train_steps - 1)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else config.learning_rate,

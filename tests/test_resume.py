@@ -1,0 +1,156 @@
+"""Exact resume, preemption and crash safety, with real processes and real signals."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO, TINY, _env, check_ok, max_weight_difference, run_trainer
+
+DETERMINISTIC = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40"]
+
+
+def start_trainer(args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", *args], cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_line(process, pattern, timeout=120):
+    """Reads the process's stderr until a line matches; returns the match and the lines read."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match, lines
+    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-30:])}")
+
+
+def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
+    reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
+    flags = DETERMINISTIC + ["--train_steps=400"]
+    check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
+
+    process = start_trainer(flags + [f"--model_dir={interrupted}"])
+    wait_for_line(process, r"Saved checkpoint .*ckpt-40")
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    result = check_ok(run_trainer(flags + [f"--model_dir={interrupted}"]))
+    resumed_at = int(re.search(r"Resuming at step (\d+) of 400", result.stderr).group(1))
+    assert 40 <= resumed_at < 400
+    # Same examples in the same order after the restart (the input position is checkpointed),
+    # so the weights are those of the run that was never interrupted.
+    assert max_weight_difference(reference, interrupted) <= 1e-6
+
+
+def test_sigterm_saves_at_the_current_step_exits_75_and_resumes_there(tmp_path):
+    model_dir = str(tmp_path)
+    flags = TINY + [f"--model_dir={model_dir}", "--mode=train", "--checkpoint_every_steps=100000"]
+    process = start_trainer(flags + ["--train_steps=100000"])
+    wait_for_line(process, r"\[train\] step 20/")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 75, stderr[-2000:]
+    step = int(re.search(r"preempted: stopped by SIGTERM at step (\d+)", stderr).group(1))
+    assert os.path.exists(os.path.join(model_dir, "checkpoints", f"ckpt-{step}.index"))
+
+    result = check_ok(run_trainer(flags + [f"--train_steps={step + 20}"]))
+    assert f"Resuming at step {step} of {step + 20}" in result.stderr
+
+
+def test_a_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tmp_path):
+    flags = DETERMINISTIC + [f"--model_dir={tmp_path}", "--checkpoint_every_steps=20"]
+    check_ok(run_trainer(flags + ["--train_steps=40"]))
+    data_file = next(
+        os.path.join(tmp_path, "checkpoints", f)
+        for f in os.listdir(os.path.join(tmp_path, "checkpoints"))
+        if f.startswith("ckpt-40.data")
+    )
+    with open(data_file, "r+b") as f:  # A copy cut short.
+        f.truncate(os.path.getsize(data_file) // 3)
+    result = check_ok(run_trainer(flags + ["--train_steps=60"]))
+    assert "ckpt-40 is unreadable" in result.stderr
+    assert "Resuming at step 20 of 60" in result.stderr
+
+
+def test_nan_loss_exits_2_naming_the_steps_and_rollbacks_are_bounded(tmp_path):
+    flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--optimizer=sgd", "--lr_schedule=constant"]
+    check_ok(run_trainer(flags + ["--train_steps=20", "--checkpoint_every_steps=20"]))
+    diverging = flags + ["--train_steps=60", "--learning_rate=1e30", "--clip_norm=0"]
+    failed = run_trainer(diverging)
+    assert failed.returncode == 2
+    assert re.search(r"error: loss is (nan|inf) in steps 21\.\.30", failed.stderr)
+
+    retried = run_trainer(diverging + ["--max_nan_rollbacks=2"])
+    assert retried.returncode == 2
+    assert len(re.findall(r"rolled back to step 20", retried.stderr)) == 2
+
+
+def start_workers(num_workers, args, extra=()):
+    return subprocess.Popen(
+        [sys.executable, "-m", "launch", "local", f"--workers={num_workers}", *extra, "--", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_until(process, pattern, lines, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-40:])}")
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
+    flags = TINY + [
+        f"--model_dir={tmp_path}",
+        "--mode=train",
+        "--train_steps=100000",
+        "--checkpoint_every_steps=100000",
+    ]
+    process, lines = start_workers(2, flags), []
+    worker_1 = int(read_until(process, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
+    read_until(process, r"\[worker 1\].*\[train\] step 20/", lines)
+    os.kill(worker_1, signal.SIGTERM)  # Only one worker is told; the other learns it through the all-reduce.
+    output = "".join(lines) + process.communicate(timeout=120)[0]
+    assert process.returncode == 75, output[-3000:]
+    steps = {int(s) for s in re.findall(r"\[worker [01]\] preempted: stopped by SIGTERM at step (\d+)", output)}
+    assert len(steps) == 1 and len(re.findall(r"preempted: stopped by SIGTERM", output)) == 2, output[-3000:]
+    assert os.path.exists(os.path.join(tmp_path, "checkpoints", f"ckpt-{steps.pop()}.index"))
+
+
+def test_killed_worker_group_restarts_and_completes_from_the_checkpoint(tmp_path):
+    flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--train_steps=3000", "--checkpoint_every_steps=100"]
+    process, lines = start_workers(2, flags, extra=["--restart-on-failure=1"]), []
+    worker_1 = int(read_until(process, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
+    read_until(process, r"\[worker 0\].*Saved checkpoint .*ckpt-100\b", lines)
+    os.kill(worker_1, signal.SIGKILL)
+    output = "".join(lines) + process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-4000:]
+    assert "restarting all 2 workers" in output
+    resumed = [int(s) for s in re.findall(r"\[worker 0\].*Resuming at step (\d+) of 3000", output)]
+    assert len(resumed) == 1 and resumed[0] >= 100
+    # Nothing trained twice beyond the checkpoint interval: the restart picks up the newest
+    # checkpoint, and the first run got at most one interval past it.
+    first_run = output[: output.index("restarting all 2 workers")]
+    last_logged = max(int(s) for s in re.findall(r"\[worker 0\].*\[train\] step (\d+)/3000", first_run))
+    assert last_logged - resumed[0] <= 100
+    digests = re.findall(r"weights sha256 ([0-9a-f]{64})", output)
+    assert len(digests) == 2 and digests[0] == digests[1]

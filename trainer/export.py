@@ -1,0 +1,85 @@
+"""`--mode=export`: a SavedModel that takes the model's raw inputs and returns probabilities
+and labels at the tuned thresholds, with the label names and thresholds inside it.
+
+Raw inputs: `features` (float32 [batch, F]) for numeric models; `text` (string [batch]) for
+text models trained on text, tokenised in the graph with the run's vocabulary; `tokens`
+(int32 [batch, T]) for text models trained on token ids. Outputs: `probabilities` (float32
+[batch, L]) and `labels` (int32 [batch, L], 1 where probability >= the label's threshold).
+`label_names` and `thresholds` are also served as signatures of their own, and written as
+assets (`label_names.txt`, `thresholds.json`).
+"""
+
+import json
+import os
+import shutil
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import text
+from trainer.data import InputSpec
+
+EXPORT_SUBDIR = "export"
+
+
+class ServingModule(tf.Module):
+    """What the SavedModel holds: the model, the tokenizer, label names and thresholds."""
+
+    def __init__(self, model, tokenizer: Optional[text.Tokenizer], label_names: Sequence[str], thresholds):
+        super().__init__(name="serving")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_names = tf.constant(list(label_names), tf.string)
+        self.thresholds = tf.constant(np.asarray(thresholds, np.float32))
+
+    def score(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        if self.tokenizer is not None:
+            inputs = dict(inputs)
+            inputs["tokens"] = self.tokenizer(inputs.pop("text"))
+        probabilities = tf.sigmoid(tf.cast(self.model(inputs, training=False), tf.float32))
+        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= self.thresholds, tf.int32)}
+
+
+def raw_input_specs(spec: InputSpec) -> Dict[str, tf.TensorSpec]:
+    """The serving inputs: raw text instead of token ids when the run has a vocabulary."""
+    specs = {}
+    for name, feature in spec.feature_specs.items():
+        if name == "tokens" and spec.vocabulary:
+            specs["text"] = tf.TensorSpec([None], tf.string, name="text")
+        else:
+            specs[name] = tf.TensorSpec([None, *feature.shape], feature.dtype, name=name)
+    return specs
+
+
+def export(model, spec: InputSpec, input_names: Sequence[str], thresholds, sequence_length: int, bigrams: bool,
+           model_dir: str) -> str:  # fmt: skip
+    """Writes model_dir/export (replacing an older export atomically) and returns its path."""
+    specs = {name: s for name, s in raw_input_specs(spec).items() if name in input_names or name == "text"}
+    tokenizer = text.Tokenizer(spec.vocabulary, sequence_length, bigrams) if "text" in specs else None
+    module = ServingModule(model, tokenizer, spec.label_names, thresholds)
+
+    @tf.function
+    def serve(**inputs):
+        return module.score(inputs)
+
+    @tf.function(input_signature=[])
+    def label_names():
+        return {"label_names": module.label_names, "thresholds": module.thresholds}
+
+    destination = os.path.join(model_dir, EXPORT_SUBDIR)
+    staging = destination + ".tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    signatures = {"serving_default": serve.get_concrete_function(**specs), "label_names": label_names}
+    tf.saved_model.save(module, staging, signatures=signatures)
+    assets = os.path.join(staging, "assets")
+    os.makedirs(assets, exist_ok=True)
+    with open(os.path.join(assets, "label_names.txt"), "w") as f:
+        f.write("".join(f"{name}\n" for name in spec.label_names))
+    with open(os.path.join(assets, "thresholds.json"), "w") as f:
+        json.dump({name: float(t) for name, t in zip(spec.label_names, thresholds)}, f, indent=2)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.replace(staging, destination)
+    logging.info("Exported SavedModel to %s (inputs: %s)", destination, ", ".join(sorted(specs)))
+    return destination
