@@ -17,7 +17,9 @@ setup(
     ],
     extras_require={
         # Optional: TF 2.21's TPUClusterResolver(tpu="local") works without it.
-        "tpu": ["cloud-tpu-client==0.10"],
+        # Its google-api-core would take protobuf down to 3.x when installed on its own; the
+        # bound keeps protobuf where TensorFlow 2.21 needs it (tests/test_packaging.py).
+        "tpu": ["cloud-tpu-client==0.10", "protobuf>=6.31.1,<8"],
         # `tfds:NAME:SPLIT` sources; imported only when one is used.
         "tfds": ["tensorflow-datasets~=4.9.10"],
         "test": [

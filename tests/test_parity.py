@@ -34,6 +34,9 @@ def test_default_mirrored_and_multi_worker_end_with_the_same_weights(tmp_path, p
     check_ok(run_trainer(flags + [f"--model_dir={mirrored}", "--strategy=mirrored", "--cpu_replicas=2"]))
     result = check_ok(run_local_workers(2, flags + [f"--model_dir={workers}", "--strategy=multi_worker"]))
 
+    # The chief alone writes into model_dir; the other worker saves to a private temp dir.
+    assert "[worker 0]" in result.stdout and "Saved checkpoint" in result.stdout
+    assert not any("Saved checkpoint" in line for line in result.stdout.splitlines() if line.startswith("[worker 1]"))
     digests = weight_digests(result.stdout)
     assert len(digests) == 2 and digests[0] == digests[1], "the two workers hold different weights"
     tolerance = TOLERANCE[precision]
