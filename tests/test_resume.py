@@ -18,18 +18,18 @@ def start_trainer(args):
     )
 
 
-def wait_for_line(process, pattern, timeout=120):
-    """Reads the process's stderr until a line matches; returns the match and the lines read."""
-    lines, deadline = [], time.time() + timeout
+def read_until(stream, pattern, lines, timeout=180):
+    """Reads `stream` line by line (kept in `lines`) until one matches `pattern`; returns the match."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        line = process.stderr.readline()
+        line = stream.readline()
         if not line:
             break
         lines.append(line)
         match = re.search(pattern, line)
         if match:
-            return match, lines
-    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-30:])}")
+            return match
+    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-40:])}")
 
 
 def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
@@ -38,7 +38,7 @@ def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
     check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
 
     process = start_trainer(flags + [f"--model_dir={interrupted}"])
-    wait_for_line(process, r"Saved checkpoint .*ckpt-40")
+    read_until(process.stderr, r"Saved checkpoint .*ckpt-40", [])
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
@@ -55,7 +55,7 @@ def test_sigterm_saves_at_the_current_step_exits_75_and_resumes_there(tmp_path):
     model_dir = str(tmp_path)
     flags = TINY + [f"--model_dir={model_dir}", "--mode=train", "--checkpoint_every_steps=100000"]
     process = start_trainer(flags + ["--train_steps=100000"])
-    wait_for_line(process, r"\[train\] step 20/")
+    read_until(process.stderr, r"\[train\] step 20/", [])
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 75, stderr[-2000:]
@@ -105,19 +105,6 @@ def start_workers(num_workers, args, extra=()):
     )
 
 
-def read_until(process, pattern, lines, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-40:])}")
-
-
 def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
     flags = TINY + [
         f"--model_dir={tmp_path}",
@@ -126,8 +113,8 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
         "--checkpoint_every_steps=100000",
     ]
     process, lines = start_workers(2, flags), []
-    worker_1 = int(read_until(process, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
-    read_until(process, r"\[worker 1\].*\[train\] step 20/", lines)
+    worker_1 = int(read_until(process.stdout, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
+    read_until(process.stdout, r"\[worker 1\].*\[train\] step 20/", lines)
     os.kill(worker_1, signal.SIGTERM)  # Only one worker is told; the other learns it through the all-reduce.
     output = "".join(lines) + process.communicate(timeout=120)[0]
     assert process.returncode == 75, output[-3000:]
@@ -139,8 +126,8 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
 def test_killed_worker_group_restarts_and_completes_from_the_checkpoint(tmp_path):
     flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--train_steps=3000", "--checkpoint_every_steps=100"]
     process, lines = start_workers(2, flags, extra=["--restart-on-failure=1"]), []
-    worker_1 = int(read_until(process, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
-    read_until(process, r"\[worker 0\].*Saved checkpoint .*ckpt-100\b", lines)
+    worker_1 = int(read_until(process.stdout, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
+    read_until(process.stdout, r"\[worker 0\].*Saved checkpoint .*ckpt-100\b", lines)
     os.kill(worker_1, signal.SIGKILL)
     output = "".join(lines) + process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-4000:]
