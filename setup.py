@@ -14,6 +14,7 @@ setup(
         "absl-py>=2.1",
         "numpy>=1.26",
         "pyyaml>=6.0",  # `mllaunch k8s` patches the rendered manifests.
+        "matplotlib>=3.8",  # report/<split>-<step>.png at the end of train_and_eval; imported lazily.
     ],
     extras_require={
         # Optional: TF 2.21's TPUClusterResolver(tpu="local") works without it.

@@ -109,3 +109,40 @@ def test_eval_under_each_strategy_equals_sklearn_on_predict_output(trained, stra
     assert probabilities.shape == labels.shape  # Every example once, in input order.
     assert summary["num_examples"] == 1001
     assert_matches_sklearn(summary, labels, probabilities, np.full(8, 0.5, np.float32))
+
+
+def test_paper_figures_equal_sklearn():
+    """CP/CR/CF1 (per-class, over labels with positives) and OP/OR/OF1 (overall) as papers report them."""
+    rng = np.random.default_rng(2)
+    labels = (rng.random((2000, len(NAMES))) < [0.4, 0.2, 0.05, 0.02, 0.3, 0.0]).astype(np.float32)
+    probabilities = np.clip(0.4 * labels + 0.6 * rng.random(labels.shape), 1e-4, 1 - 1e-4).astype(np.float32)
+    thresholds = np.array([0.5, 0.4, 0.6, 0.5, 0.45, 0.5], np.float32)
+    paper = metrics.summarize(_statistics(labels, probabilities, thresholds), NAMES, thresholds)["paper"]
+    predicted = (probabilities >= thresholds).astype(int)
+    present = labels.sum(axis=0) > 0
+    cp = sk.precision_score(labels[:, present], predicted[:, present], average="macro", zero_division=0)
+    cr = sk.recall_score(labels[:, present], predicted[:, present], average="macro", zero_division=0)
+    assert paper["CP"] == pytest.approx(cp)
+    assert paper["CR"] == pytest.approx(cr)
+    assert paper["CF1"] == pytest.approx(2 * cp * cr / (cp + cr))
+    assert paper["OP"] == pytest.approx(sk.precision_score(labels, predicted, average="micro"))
+    assert paper["OR"] == pytest.approx(sk.recall_score(labels, predicted, average="micro"))
+    assert paper["OF1"] == pytest.approx(sk.f1_score(labels, predicted, average="micro"))
+
+
+def test_pr_curve_counts_equal_counts_at_each_threshold():
+    rng = np.random.default_rng(3)
+    labels = (rng.random((1500, 3)) < [0.3, 0.1, 0.0]).astype(np.float32)
+    probabilities = np.clip(0.3 * labels + 0.7 * rng.random(labels.shape), 1e-4, 1 - 1e-4).astype(np.float32)
+    curves = metrics.pr_curve_counts(_statistics(labels, probabilities, np.full(3, 0.5, np.float32)), 11)
+    for i, threshold in enumerate(np.linspace(0, 1, 11)):
+        predicted = probabilities >= threshold
+        # Thresholds round up to the next bin edge, at most 1/256 logit above: scores in between may differ.
+        bin_width = threshold * (1 - threshold) / metrics.BINS_PER_LOGIT * 1.01
+        between = (predicted & (probabilities < threshold + bin_width)).sum(0)
+        tp_gap = (predicted * labels).sum(0) - curves["true_positive_counts"][:, i]
+        fp_gap = (predicted * (1 - labels)).sum(0) - curves["false_positive_counts"][:, i]
+        assert np.all(tp_gap >= 0) and np.all(fp_gap >= 0) and np.all(tp_gap + fp_gap <= between)
+    total = curves["true_positive_counts"] + curves["false_negative_counts"]
+    np.testing.assert_array_equal(total, np.broadcast_to(labels.sum(0)[:, None], total.shape))
+    assert np.all(np.diff(curves["recall"], axis=1) <= 0)  # Higher threshold, lower recall.

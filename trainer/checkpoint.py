@@ -7,13 +7,19 @@ deleted straight after.
 Crash safety: TensorFlow writes a checkpoint's files before it points the `checkpoint` index
 at them, so a process killed mid-save leaves the index on the previous checkpoint. A latest
 checkpoint that is corrupt or truncated anyway (a full disk, a copy cut short) is skipped
-with a warning and the one before it is used.
+with a warning and the one before it is used. This holds for async saves too: the manager
+updates the index from the write's completion callback.
+
+The best evaluation so far is kept apart, under `checkpoints/best/` with `best.json`, so that
+`--keep_checkpoints` rotation never deletes it.
 """
 
+import json
+import math
 import os
 import shutil
 import tempfile
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -21,18 +27,26 @@ from absl import logging
 from trainer.errors import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
+BEST_SUBDIR = "best"
+LOWER_IS_BETTER = ("loss", "hamming_loss")
 
 
 class Checkpoints:
     """Saves and restores one `tf.train.Checkpoint` of the given trackables."""
 
-    def __init__(self, model_dir: str, is_chief: bool, keep: int, **trackables):
+    def __init__(self, model_dir: str, is_chief: bool, keep: int, async_save: bool = False, **trackables):
         self.is_chief = is_chief
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
-        # For a NaN rollback: the weights and optimizer come back, the input keeps moving forward.
-        self._without_input = tf.train.Checkpoint(**{k: v for k, v in trackables.items() if k != "train_iterator"})
+        # For a NaN rollback (and the best checkpoint): the weights, optimizer and step; the input
+        # position is not part of it.
+        self.without_input = tf.train.Checkpoint(**{k: v for k, v in trackables.items() if k != "train_iterator"})
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+        # Async: `save` copies the variables to host memory and returns; the files are written by
+        # a background thread while training goes on. `sync` waits for that write.
+        self._options = tf.train.CheckpointOptions(enable_async=True) if async_save else None
+        if async_save:
+            _let_keras_variables_be_copied_again()
 
     def _restore_newest_readable(self, checkpoint: tf.train.Checkpoint) -> Optional[str]:
         """Restores the newest checkpoint that reads; None if there is none. Raises UserError when
@@ -62,15 +76,145 @@ class Checkpoints:
 
     def roll_back(self) -> Optional[str]:
         """Restores model, optimizer and step from the newest checkpoint, leaving the input position as is."""
-        return self._restore_newest_readable(self._without_input)
+        self.sync()  # An async save still being written would otherwise be missed or read half-done.
+        return self._restore_newest_readable(self.without_input)
 
     def save(self, step: int) -> None:
         if self.is_chief:
-            path = self.manager.save(checkpoint_number=step)
-            logging.info("Saved checkpoint %s", path)
+            path = self.manager.save(checkpoint_number=step, options=self._options)
+            logging.info("Saved checkpoint %s%s", path, " (writing in the background)" if self._options else "")
             return
-        scratch = tempfile.mkdtemp(prefix="mltrain-worker-checkpoint-")
+        _save_to_scratch(self.checkpoint, step)
+
+    def sync(self) -> None:
+        """Waits until an async save is on disk; call before exiting. A no-op for synchronous saves."""
+        if self._options is not None:
+            self.checkpoint.sync()
+
+
+def async_allowed(requested: bool, num_workers: int, deterministic: bool) -> bool:
+    """Whether to save asynchronously: only on one worker, since with several each save is a step
+    every worker takes together and a background write would leave them out of step."""
+    if requested and num_workers > 1:
+        logging.warning("--async_checkpoint is ignored with %d workers: saving synchronously.", num_workers)
+        return False
+    if requested and deterministic:
+        logging.warning(
+            "--async_checkpoint with --deterministic: a resume is exact only until the next epoch starts "
+            "(TensorFlow's async save loses the input's reshuffle state); save synchronously for exact resumes."
+        )
+    return requested
+
+
+def _let_keras_variables_be_copied_again() -> None:
+    """Works around a Keras 3 bug (3.15): a Keras variable's `_copy_trackable_to_cpu` creates a new
+    host variable on every async save, which the second save's `tf.function` refuses ("only
+    supports singleton tf.Variables"). TensorFlow's own variables assign into the copy made by the
+    first save; this makes Keras variables do the same."""
+    from keras.src.backend.tensorflow.core import Variable  # Where the method lives; no public name.
+
+    def copy_to_cpu(self, object_map):
+        self.value._copy_trackable_to_cpu(object_map)
+        if self in object_map:
+            object_map[self].assign(object_map[self.value])
+        else:
+            object_map[self] = tf.Variable(object_map[self.value])
+
+    Variable._copy_trackable_to_cpu = copy_to_cpu
+
+
+def _save_to_scratch(checkpoint: tf.train.Checkpoint, step: int) -> None:
+    """A non-chief worker's part of a save: written to a private directory, then deleted."""
+    scratch = tempfile.mkdtemp(prefix="mltrain-worker-checkpoint-")
+    try:
+        tf.train.CheckpointManager(checkpoint, scratch, max_to_keep=1).save(checkpoint_number=step)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def metric_value(summary: Dict, metric: str) -> float:
+    """`metric` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1`) read from an eval summary."""
+    value = summary
+    for key in metric.split("/"):
+        value = value[key]
+    return float(value)
+
+
+class BestCheckpoint:
+    """Keeps the checkpoint of the best evaluation so far in `checkpoints/best/` (one kept) and
+    its figures in `checkpoints/best/best.json`: {"step", "metric", "value"}.
+
+    The best value so far comes from best.json, so it survives a resume. Every worker must make
+    the same save decision (a save takes all of them), so the chief's best.json value is handed
+    to the others with `agree` (an all-reduce) before the first comparison.
+    """
+
+    def __init__(self, model_dir: str, is_chief: bool, metric: str, checkpoint: tf.train.Checkpoint):
+        self.is_chief = is_chief
+        self.metric = metric
+        self.checkpoint = checkpoint
+        self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR, BEST_SUBDIR)
+        self.path = os.path.join(self.directory, "best.json")
+        self.lower_is_better = metric in LOWER_IS_BETTER
+        self.value = self._read_best() if is_chief else None
+
+    def _read_best(self) -> Optional[float]:
         try:
-            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(checkpoint_number=step)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            with open(self.path) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            logging.warning("Ignoring unreadable %s (%s): the next evaluation becomes the best.", self.path, e)
+            return None
+        if saved.get("metric") != self.metric:
+            logging.warning(
+                "%s tracks %s, not --best_metric=%s: the next evaluation becomes the best.",
+                self.path,
+                saved.get("metric"),
+                self.metric,
+            )
+            return None
+        logging.info("Best %s so far: %.6g at step %d (%s)", self.metric, saved["value"], saved["step"], self.path)
+        return float(saved["value"])
+
+    def agree(self, strategy) -> None:
+        """Multi-worker only: every worker takes the chief's best value (a sum where only the chief adds)."""
+        known, value = (1.0, self.value) if self.is_chief and self.value is not None else (0.0, 0.0)
+
+        @tf.function
+        def broadcast(local):
+            def replica_sum():
+                # The copy places the values on this replica's device, where the collective runs.
+                return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local))
+
+            return strategy.experimental_local_results(strategy.run(replica_sum))[0]
+
+        # Only the chief's replicas add [1, value], so sum[1] / sum[0] is its value for any replica count.
+        total = broadcast(tf.constant([known, value], tf.float64)).numpy()
+        self.value = float(total[1] / total[0]) if total[0] > 0 else None
+        if not self.is_chief and self.value is not None:
+            logging.info("Best %s so far, from the chief: %.6g", self.metric, self.value)
+
+    def update(self, summary: Dict) -> bool:
+        """Saves the checkpoint as the best one if `summary` improves on the best so far; every worker calls it."""
+        value = metric_value(summary, self.metric)
+        if not math.isfinite(value):
+            return False
+        improved = self.value is None or (value < self.value if self.lower_is_better else value > self.value)
+        if not improved:
+            return False
+        step = int(summary["step"])
+        if self.is_chief:
+            manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
+            path = manager.save(checkpoint_number=step)
+            tmp = f"{self.path}.tmp-{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump({"step": step, "metric": self.metric, "value": value}, f)
+                f.write("\n")
+            os.replace(tmp, self.path)  # After the checkpoint: best.json never names a missing one.
+            logging.info("New best %s %.6g at step %d: saved %s", self.metric, value, step, path)
+        else:
+            _save_to_scratch(self.checkpoint, step)
+        self.value = value
+        return True

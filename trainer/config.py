@@ -19,6 +19,14 @@ LOSSES = ("bce", "weighted_bce", "focal", "asl")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 DATA_FORMATS = ("", "tsv", "csv", "tfrecord")
+# --best_metric: a figure of metrics/eval-<step>.json, `<block>/<name>` or a top-level one.
+BEST_METRICS = (
+    ("loss", "hamming_loss", "subset_accuracy")
+    + tuple(f"micro/{n}" for n in ("precision", "recall", "f1"))
+    + tuple(f"macro/{n}" for n in ("precision", "recall", "f1", "average_precision", "roc_auc"))
+    + tuple(f"weighted/{n}" for n in ("precision", "recall", "f1"))
+    + tuple(f"paper/{n}" for n in ("CP", "CR", "CF1", "OP", "OR", "OF1"))
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +82,9 @@ class TrainConfig:
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
+    # train_and_eval keeps the checkpoint of the best periodic evaluation in checkpoints/best/.
+    best_metric: str = "macro/average_precision"  # `loss` and `hamming_loss`: lower is better.
+    async_checkpoint: bool = False  # Write checkpoints in the background (single worker only).
     max_nan_rollbacks: int = 0  # On a NaN/Inf loss: 0 = stop (exit 2); N = roll back and go on, at most N times.
 
 
@@ -156,6 +167,10 @@ def validate(config: Config) -> Config:
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _choice("optimizer", train.optimizer, OPTIMIZERS)
     _choice("lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    _require(
+        train.best_metric in BEST_METRICS,
+        f"--best_metric={train.best_metric!r} is not an eval figure; use one of {', '.join(BEST_METRICS)}.",
+    )
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
     loss = config.loss

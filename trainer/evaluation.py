@@ -15,8 +15,9 @@ from absl import logging
 from trainer import data, metrics, reporting, steps
 from trainer.distribute import Topology
 from trainer.errors import UserError
+from trainer.report import write_report
 
-SUMMARY_BLOCKS = ("micro", "macro", "weighted", "hamming_loss", "subset_accuracy")
+SUMMARY_BLOCKS = ("micro", "macro", "weighted", "paper", "hamming_loss", "subset_accuracy")
 
 
 class Evaluator:
@@ -46,8 +47,9 @@ class Evaluator:
         summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))
         return summary, totals
 
-    def report(self, summary: Dict) -> None:
-        """Chief only: the log table, metrics/<split>-<step>.json and .csv, TensorBoard scalars."""
+    def report(self, summary: Dict, totals: Optional[Dict] = None) -> None:
+        """Chief only: the log table, metrics/<split>-<step>.json and .csv, TensorBoard scalars,
+        and per-label PR curves when given the summed statistics."""
         if not self.topology.is_chief:
             return
         title = (
@@ -61,23 +63,29 @@ class Evaluator:
         if split not in self._writers:
             self._writers[split] = tf.summary.create_file_writer(os.path.join(self.model_dir, "tensorboard", split))
         reporting.write_summaries(self._writers[split], summary["step"], summary)
+        if totals is not None:
+            label_names = list(summary["labels"])
+            reporting.write_pr_curves(self._writers[split], summary["step"], label_names, totals)
 
     def evaluate_and_report(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Dict:
-        summary, _ = self.evaluate(split_name, split, thresholds, step)
-        self.report(summary)
+        summary, totals = self.evaluate(split_name, split, thresholds, step)
+        self.report(summary, totals)
         return summary
 
-    def tune_and_report(self, eval_split: data.Split, test_split: Optional[data.Split], step: int) -> np.ndarray:
+    def tune_and_report(self, eval_split: data.Split, test_split: Optional[data.Split], step: int) -> Dict:
         """Tunes one threshold per label on eval, reports tuned figures (with the 0.5 ones beside
-        them), writes thresholds.json, then evaluates test with the tuned thresholds."""
+        them), writes thresholds.json, then evaluates test with the tuned thresholds. Returns the
+        figures at 0.5, comparable with the periodic evaluations."""
         label_names = eval_split.spec.label_names
         at_half, totals = self.evaluate("eval", eval_split, np.full(len(label_names), 0.5, np.float32), step)
         thresholds = metrics.tune_thresholds(totals)
-        tuned, _ = self.evaluate("eval", eval_split, thresholds, step)
+        tuned, tuned_totals = self.evaluate("eval", eval_split, thresholds, step)
         tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
         if self.topology.is_chief:
             reporting.write_thresholds(self.model_dir, label_names, thresholds)
-            self.report(tuned)
+            self.report(tuned, tuned_totals)
+            path = write_report(self.model_dir, tuned, at_half, tuned_totals)
+            logging.info("Wrote %s", path)
             print(
                 f"Tuned thresholds on eval: macro-F1 {at_half['macro']['f1']:.4f} at 0.5 -> "
                 f"{tuned['macro']['f1']:.4f}; written to {os.path.join(self.model_dir, 'thresholds.json')}",
@@ -85,7 +93,7 @@ class Evaluator:
             )
         if test_split is not None:
             self.evaluate_and_report("test", test_split, thresholds, step)
-        return thresholds
+        return at_half
 
     def predict(self, split: data.Split, thresholds: np.ndarray) -> None:
         """Scores `split` in input order into model_dir/predictions.jsonl."""

@@ -162,9 +162,19 @@ def run(config: Config) -> None:
         )
         iterator = iter(train_dataset)
         trackables.update(optimizer=optimizer, train_iterator=iterator)
-    checkpoints = checkpoint.Checkpoints(config.model_dir, topology.is_chief, train.keep_checkpoints, **trackables)
+    async_save = checkpoint.async_allowed(train.async_checkpoint, topology.num_workers, train.deterministic)
+    checkpoints = checkpoint.Checkpoints(
+        config.model_dir, topology.is_chief, train.keep_checkpoints, async_save=async_save, **trackables
+    )
     with strategy.scope():
         restored = checkpoints.restore_latest()
+    best = None
+    if config.mode == "train_and_eval" and eval_split is not None:
+        best = checkpoint.BestCheckpoint(
+            config.model_dir, topology.is_chief, train.best_metric, checkpoints.without_input
+        )
+        if topology.num_workers > 1:
+            best.agree(strategy)
     if not training and not restored:
         raise UserError(
             f"--mode={config.mode} needs a trained model, but {checkpoints.directory} has no "
@@ -243,6 +253,7 @@ def run(config: Config) -> None:
             if preemption.stop_requested():
                 if not saved:
                     checkpoints.save(current)
+                checkpoints.sync()
                 raise Preempted(
                     f"stopped by SIGTERM at step {current} of {train.train_steps}; checkpoint saved in "
                     f"{checkpoints.directory}; run the same command again to resume."
@@ -253,14 +264,20 @@ def run(config: Config) -> None:
                 and current % train.eval_every_steps == 0
                 and current < train.train_steps
             ):
-                evaluator.evaluate_and_report("eval", eval_split, np.full(spec.num_labels, 0.5, np.float32), current)
+                summary = evaluator.evaluate_and_report(
+                    "eval", eval_split, np.full(spec.num_labels, 0.5, np.float32), current
+                )
+                best.update(summary)
+        checkpoints.sync()
 
         # Every worker logs this; equal digests prove the replicas ended in sync.
         logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(model))
 
     # -- Evaluate / predict with the tuned (or saved) thresholds.
     if config.mode == "train_and_eval" and eval_split is not None:
-        evaluator.tune_and_report(eval_split, test_split, current)
+        at_half = evaluator.tune_and_report(eval_split, test_split, current)
+        if best is not None:  # The final step competes too, at the same 0.5 thresholds as the others.
+            best.update(at_half)
     elif config.mode == "eval":
         thresholds = reporting.read_thresholds(config.model_dir, spec.label_names)
         for name, split in (("eval", eval_split), ("test", test_split)):

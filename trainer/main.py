@@ -57,6 +57,14 @@ flags.DEFINE_boolean("deterministic", _TRAIN.deterministic, "Op determinism: two
 flags.DEFINE_integer("eval_every_steps", _TRAIN.eval_every_steps, "Steps between evaluations.")
 flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints, "Checkpoints kept.")
+flags.DEFINE_string(
+    "best_metric",
+    _TRAIN.best_metric,
+    "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
+)
+flags.DEFINE_boolean(
+    "async_checkpoint", _TRAIN.async_checkpoint, "Write checkpoints in the background (ignored with several workers)."
+)
 flags.DEFINE_integer(
     "max_nan_rollbacks",
     _TRAIN.max_nan_rollbacks,
@@ -139,6 +147,8 @@ def config_from_flags() -> Config:
                 eval_every_steps=f.eval_every_steps,
                 checkpoint_every_steps=f.checkpoint_every_steps,
                 keep_checkpoints=f.keep_checkpoints,
+                best_metric=f.best_metric,
+                async_checkpoint=f.async_checkpoint,
                 max_nan_rollbacks=f.max_nan_rollbacks,
             ),
             loss=LossConfig(

@@ -121,6 +121,17 @@ def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds:
     }
     weights = support / support.sum() if support.sum() else np.zeros_like(support)
     micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    # The figures image-tagging papers report: CF1 is the F1 of the averaged precision and recall
+    # (not the average F1), over the labels with positives; OP/OR/OF1 are the micro figures.
+    class_precision, class_recall = macro["precision"], macro["recall"]
+    paper = {
+        "CP": class_precision,
+        "CR": class_recall,
+        "CF1": float(_divide(2 * class_precision * class_recall, class_precision + class_recall)),
+        "OP": micro["precision"],
+        "OR": micro["recall"],
+        "OF1": micro["f1"],
+    }
     labels = {}
     for j, name in enumerate(label_names):
         labels[name] = {
@@ -136,6 +147,7 @@ def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds:
         "num_examples": int(num_examples),
         "micro": micro,
         "macro": macro,
+        "paper": paper,
         "weighted": {
             "precision": float(np.sum(weights * precision)),
             "recall": float(np.sum(weights * recall)),
@@ -149,6 +161,35 @@ def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds:
         },
         "labels_without_positives": [name for j, name in enumerate(label_names) if not present[j]],
         "labels": labels,
+    }
+
+
+def pr_curve_counts(totals: Dict[str, np.ndarray], num_thresholds: int = 201) -> Dict[str, np.ndarray]:
+    """Per label, TP/FP/TN/FN/precision/recall at probability thresholds i / (num_thresholds - 1),
+    ascending, as TensorBoard's PR-curve plugin wants them; each [L, num_thresholds].
+
+    Each threshold is rounded up to the next bin edge (at most 1/256 logit away); 201 thresholds
+    make 0.5 one of them.
+    """
+    positive = np.asarray(totals["positive_histogram"], np.float64)
+    negative = np.asarray(totals["negative_histogram"], np.float64)
+    # Counts scoring in bin k or above, with a trailing 0 for "above every bin".
+    positive_at_least = np.concatenate([np.cumsum(positive[:, ::-1], axis=1)[:, ::-1], positive[:, :1] * 0], axis=1)
+    negative_at_least = np.concatenate([np.cumsum(negative[:, ::-1], axis=1)[:, ::-1], negative[:, :1] * 0], axis=1)
+    probabilities = np.linspace(0.0, 1.0, num_thresholds)
+    with np.errstate(divide="ignore"):
+        logits = np.log(probabilities) - np.log1p(-probabilities)
+    first_bin = np.clip(np.ceil((logits + LOGIT_RANGE) * BINS_PER_LOGIT), 0, NUM_BINS).astype(np.int64)
+    tp, fp = positive_at_least[:, first_bin], negative_at_least[:, first_bin]
+    fn, tn = positive_at_least[:, :1] - tp, negative_at_least[:, :1] - fp
+    return {
+        "true_positive_counts": tp,
+        "false_positive_counts": fp,
+        "true_negative_counts": tn,
+        "false_negative_counts": fn,
+        # Precision is 1 where nothing is predicted positive, as scikit-learn's curve ends.
+        "precision": np.where(tp + fp > 0, _divide(tp, tp + fp), 1.0),
+        "recall": _divide(tp, tp + fn),
     }
 
 

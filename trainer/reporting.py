@@ -1,5 +1,5 @@
 """What an evaluation leaves behind: the log table, metrics/<split>-<step>.json and .csv,
-thresholds.json, and TensorBoard scalars. Only the chief calls these."""
+thresholds.json, and TensorBoard scalars and PR curves. Only the chief calls these."""
 
 import csv
 import io
@@ -10,6 +10,9 @@ from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+
+from trainer import metrics
 
 TABLE_COLUMNS = ("precision", "recall", "f1", "average_precision", "roc_auc", "threshold")
 
@@ -35,6 +38,8 @@ def table(summary: Dict, title: str) -> str:
         f"hamming_loss={summary['hamming_loss']:.4f} subset_accuracy={summary['subset_accuracy']:.4f} "
         f"examples={summary['num_examples']}"
     )
+    if "paper" in summary:
+        lines.append(" ".join(f"{name}={value:.4f}" for name, value in summary["paper"].items()))
     if summary["labels_without_positives"]:
         lines.append(
             f"labels without positives (left out of macro averages): {', '.join(summary['labels_without_positives'])}"
@@ -100,4 +105,18 @@ def write_summaries(writer, step: int, summary: Dict) -> None:
             tf.summary.scalar(f"f1/{label}", row["f1"])
             if row["average_precision"] is not None:
                 tf.summary.scalar(f"average_precision/{label}", row["average_precision"])
+    writer.flush()
+
+
+def write_pr_curves(writer, step: int, label_names: List[str], totals: Dict, num_thresholds: int = 201) -> None:
+    """TensorBoard PR curves (`pr_curve/<label>`), one per label, from the summed histograms."""
+    curves = metrics.pr_curve_counts(totals, num_thresholds)
+    with writer.as_default(step=step):
+        for j, label in enumerate(label_names):
+            proto = pr_curve_summary.raw_data_pb(
+                f"pr_curve/{label}", num_thresholds=num_thresholds, **{k: v[j] for k, v in curves.items()}
+            )
+            # The plugin builds a TF1 Summary proto; its tensor and metadata go through the TF2 writer.
+            for value in proto.value:
+                tf.summary.write(value.tag, tf.make_ndarray(value.tensor), metadata=value.metadata)
     writer.flush()
