@@ -309,6 +309,9 @@ def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
     baseline = float(np.mean(2 * prevalence / (1 + prevalence)))
     print(f"GoEmotions dev macro-F1: text_bow {metrics['macro']['f1']:.3f}, all-positive baseline {baseline:.3f}")
     assert metrics["macro"]["f1"] > baseline + 0.2
+    # Thresholds tuned on dev raise dev macro-F1 over the 0.5 figures kept beside them.
+    print(f"GoEmotions dev macro-F1 at 0.5: {metrics['at_0.5']['macro']['f1']:.3f}")
+    assert metrics["macro"]["f1"] > metrics["at_0.5"]["macro"]["f1"] + 0.02
 
 
 def test_mlp_on_yeast_reaches_micro_f1_060(tmp_path, shared_data):
