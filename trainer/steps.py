@@ -34,11 +34,6 @@ def make_train_loop(strategy, topology: Topology, model, optimizer, loss_fn, ste
         optimizer.apply(gradients, variables)
         return loss
 
-    if strategy.num_replicas_in_sync == 1 and jit_compile:
-        # One replica: nothing to all-reduce, so the optimizer update can join the XLA cluster
-        # (with several, its cross-replica synchronisation cannot be compiled).
-        replica_update = tf.function(replica_update, jit_compile=True)
-
     @tf.function
     def train_loop(iterator, num_steps):
         total_loss = tf.constant(0.0)
