@@ -69,7 +69,7 @@ def make_optimizer(config: TrainConfig):
         optimizer = SGD(lr, momentum=0.9, **clip)
     if config.mixed_precision == "mixed_float16":
         # Keras's scaler decides from the gradients it is given; ours are already all-reduced, so
-        # every replica makes the same decision (keras#21366-style divergence cannot happen).
+        # every replica makes the same decision.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
