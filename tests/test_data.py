@@ -1,8 +1,10 @@
-"""The input design: every worker keeps its own rows of the same global batches."""
+"""The input design: the global stream sliced per worker, or (streamed, several workers) each worker its own part."""
 
 import numpy as np
+import tensorflow as tf
 
-from trainer import data
+from trainer import data, records, sources
+from trainer.config import DataConfig
 from trainer.distribute import Topology
 
 
@@ -38,3 +40,54 @@ def test_eval_batches_pad_with_a_mask_so_every_example_counts_once():
             masks.append(mask.numpy())
     real = np.concatenate(rows)[np.concatenate(masks) > 0].astype(int)
     assert sorted(real) == list(range(100))
+
+
+def streamed_ids(tmp_path, num_files):
+    """A streamed split of 48 examples (feature 0 = id) in `num_files` CSV files."""
+    folder = tmp_path / f"files{num_files}"
+    folder.mkdir()
+    for f in range(num_files):
+        rows = "".join(f"{i},{i % 2}\n" for i in range(f, 48, num_files))
+        (folder / f"part-{f}.csv").write_text("id,label:a\n" + rows)
+    return data.load_split(DataConfig(), "train", str(folder / "part-*.csv"), seed=0)
+
+
+def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_parts(tmp_path):
+    streamed, in_memory = streamed_ids(tmp_path, 3), example_ids(48)
+    workers = [
+        Topology(num_replicas=4, num_workers=n, worker_index=0, is_chief=True, global_batch_size=8) for n in (1, 2)
+    ]
+    assert data.reads_own_part(streamed, workers[1], deterministic=False)
+    assert not data.reads_own_part(streamed, workers[1], deterministic=True)
+    assert not data.reads_own_part(streamed, workers[0], deterministic=False)
+    assert not data.reads_own_part(in_memory, workers[1], deterministic=False)
+    # 3 files: by file for 2 or 3 workers (worker 0 of 2 gets files 0 and 2), by record for 4.
+    for num_workers, by_file in ((2, True), (3, True), (4, False)):
+        topology = Topology(num_replicas=num_workers, num_workers=num_workers, worker_index=0, is_chief=True,
+                            global_batch_size=8 * num_workers)  # fmt: skip
+        assert data.worker_part(streamed, topology) == sources.Part(num_workers, 0, by_file)
+    part = [int(f["features"][0]) for f, _ in streamed.read_part(sources.Part(2, 0, by_file=True))]
+    assert sorted(part) == [i for i in range(48) if i % 3 != 1]
+
+
+def test_cache_keeps_the_batches_of_the_stream(tmp_path):
+    split = streamed_ids(tmp_path, 2)
+    topology = Topology(num_replicas=1, num_workers=1, worker_index=0, is_chief=True, global_batch_size=8)
+    batches = [
+        [f["features"][:, 0].numpy().tolist() for f, _ in
+         data.train_batches(split, ["features"], topology, 20, seed=1, deterministic=True, cache=cache).take(15)]
+        for cache in (False, True)
+    ]  # fmt: skip
+    assert batches[0] == batches[1]
+
+
+def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_path):
+    for f in range(3):  # 3 files, 4 workers: by record, after the interleave of the files.
+        with tf.io.TFRecordWriter(str(tmp_path / f"part-{f}.tfrecord")) as writer:
+            for i in range(f, 40 + f, 3):
+                writer.write(records.make_example(None, [i % 2], features=[float(i)]))
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    split = data.load_split(DataConfig(), "train", str(tmp_path / "*.tfrecord"), seed=0)
+    parts = [[int(f["features"][0]) for f, _ in split.read_part(sources.Part(4, i, by_file=False))] for i in range(4)]
+    assert {len(p) for p in parts} == {10, 11}  # 42 records: 11, 11, 10, 10.
+    assert sorted(sum(parts, [])) == sorted(int(f["features"][0]) for f, _ in split.examples)

@@ -34,8 +34,13 @@ LOWER_IS_BETTER = ("loss", "hamming_loss")
 class Checkpoints:
     """Saves and restores one `tf.train.Checkpoint` of the given trackables."""
 
-    def __init__(self, model_dir: str, is_chief: bool, keep: int, async_save: bool = False, **trackables):
+    def __init__(
+        self, model_dir: str, is_chief: bool, keep: int, async_save: bool = False, worker_input=None, **trackables
+    ):
         self.is_chief = is_chief
+        # trainer.worker_input.IteratorCheckpoints when each worker reads its own part of the data:
+        # saved (first, by every worker) and restored with every checkpoint, at the same step.
+        self.worker_input = worker_input
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
         # For a NaN rollback (and the best checkpoint): the weights, optimizer and step; the input
@@ -72,6 +77,8 @@ class Checkpoints:
         path = self._restore_newest_readable(self.checkpoint)
         if path:
             logging.info("Restored %s", path)
+            if self.worker_input is not None:
+                self.worker_input.restore(int(path.rsplit("-", 1)[1]))
         return path is not None
 
     def roll_back(self) -> Optional[str]:
@@ -80,6 +87,8 @@ class Checkpoints:
         return self._restore_newest_readable(self.without_input)
 
     def save(self, step: int) -> None:
+        if self.worker_input is not None:
+            self.worker_input.save(step)
         if self.is_chief:
             path = self.manager.save(checkpoint_number=step, options=self._options)
             logging.info("Saved checkpoint %s%s", path, " (writing in the background)" if self._options else "")

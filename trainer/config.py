@@ -40,6 +40,7 @@ class DataConfig:
     labels_column: str = "labels"
     label_columns_prefix: str = "label:"
     shuffle_buffer: int = 10_000
+    cache_train_data: bool = False  # Keep a streamed training split's parsed examples in memory.
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = 20_000

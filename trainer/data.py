@@ -1,19 +1,27 @@
-"""Input: examples from a source, cut into global batches, each worker keeping its slice.
+"""Input: examples from a source, cut into batches for each worker and then each replica.
 
-Every worker reads the same seeded stream of global batches and keeps rows
-[first_replica * per_replica, ...) of each; `replica_batch` then hands every local replica
-its own rows. So each global batch holds the same examples whatever the strategy (runs
-differ only by summation order), and the per-worker iterator is a plain, checkpointable
-`tf.data` iterator whose state is the same on every worker.
+Two ways to feed the workers (`train_batches`):
+- the global stream (one worker, in-memory data, or --deterministic): every worker reads the
+  same seeded stream of global batches and keeps rows [first_replica * per_replica, ...) of
+  each. Each global batch holds the same examples whatever the strategy (runs differ only by
+  summation order).
+- each worker its own part (streamed data, several workers, not --deterministic): worker i
+  reads files i, i + N, ... when there are at least as many files as workers, else records
+  i, i + N, ..., shuffles them with its own seed and batches them to the per-worker batch. No
+  worker parses what another trains on.
+With several workers each worker's iterator state is its own (it holds prefetched batches of
+its rows), and trainer.worker_input saves it beside the checkpoint.
+Either way `replica_batch` then hands every local replica its own rows.
 """
 
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from trainer import sources, synthetic
 from trainer.config import DataConfig
@@ -44,6 +52,8 @@ class Split:
     num_examples: int  # -1 when unknown (streamed).
     label_counts: np.ndarray  # Positives per label.
     arrays: Optional[Tuple[Dict[str, np.ndarray], np.ndarray]] = None  # (features, labels) when in memory.
+    files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
+    read_part: Optional[Callable[[sources.Part], tf.data.Dataset]] = None  # Streamed: one part's `examples`.
 
 
 def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
@@ -107,7 +117,9 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
     features_spec, _ = source.examples.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, source.label_names, len(source.vocabulary), source.vocabulary)
-    return Split(source.examples, spec, source.num_examples, source.label_counts)
+    return Split(
+        source.examples, spec, source.num_examples, source.label_counts, files=source.files, read_part=source.read_part
+    )
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
@@ -127,10 +139,42 @@ def _select(features: Dict[str, tf.Tensor], names: List[str]) -> Dict[str, tf.Te
     return {name: features[name] for name in names}
 
 
+def reads_own_part(split: Split, topology: Topology, deterministic: bool) -> bool:
+    """Whether each worker reads only its own part of `split` rather than the global stream.
+
+    In-memory data costs nothing to gather, and --deterministic promises the batches of one
+    device, so both keep the global stream."""
+    return split.read_part is not None and topology.num_workers > 1 and not deterministic
+
+
+def worker_part(split: Split, topology: Topology) -> sources.Part:
+    """This worker's part: by file when every worker gets at least one, else by record. Logged."""
+    count, index, num_files = topology.num_workers, topology.worker_index, len(split.files)
+    part = sources.Part(count, index, by_file=num_files >= count)
+    if part.by_file:
+        how = f"reads {len(split.files[index::count])} of {num_files} files (sharded by file)"
+    else:
+        what = f"{num_files} file{'s' if num_files != 1 else ''}" if num_files else "the TFDS split"
+        how = f"reads records {index}, {index + count}, ... of {what} (sharded by record: fewer files than workers)"
+    logging.info("Input: worker %d of %d %s.", index, count, how)
+    return part
+
+
 def train_batches(
-    split: Split, feature_names: List[str], topology: Topology, shuffle_buffer: int, seed: int, deterministic: bool
+    split: Split,
+    feature_names: List[str],
+    topology: Topology,
+    shuffle_buffer: int,
+    seed: int,
+    deterministic: bool,
+    cache: bool = False,
 ) -> tf.data.Dataset:
-    """An endless stream of this worker's slices of shuffled global batches (the named features only)."""
+    """An endless stream of this worker's shuffled batches (the named features only).
+
+    `cache` keeps a streamed split's parsed examples in memory after the first epoch.
+    """
+    if reads_own_part(split, topology, deterministic):
+        return _own_part_batches(split, feature_names, topology, shuffle_buffer, seed, cache)
     rows = _worker_rows(topology)
     if split.arrays is not None:
         # In memory: shuffle indices, not examples, and gather whole batches at once. Each epoch
@@ -153,8 +197,9 @@ def train_batches(
             )
         )
     else:
+        examples = split.examples.cache() if cache else split.examples
         dataset = (
-            split.examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(topology.global_batch_size, drop_remainder=True)
             .map(
@@ -166,6 +211,27 @@ def train_batches(
             )
         )
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), deterministic)
+
+
+def _own_part_batches(
+    split: Split, feature_names: List[str], topology: Topology, shuffle_buffer: int, seed: int, cache: bool
+) -> tf.data.Dataset:
+    """This worker's part of a streamed split, shuffled and cut into per-worker batches."""
+    examples = split.read_part(worker_part(split, topology))
+    if cache:
+        examples = examples.cache()
+    dataset = (
+        # A seed of its own per worker: the same seed would shuffle the workers' parts alike.
+        examples.shuffle(shuffle_buffer, seed=seed + topology.worker_index, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(topology.per_worker_batch_size, drop_remainder=True)
+        .map(lambda features, labels: (_select(features, feature_names), labels), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    # Elements stay in order (parallel work still runs in parallel): sharding by record after the
+    # parallel interleave of TFRecord files needs a fixed order, and a worker's stream is then a
+    # function of the seed and its part, which is what makes its saved position resume exactly.
+    return _with_options(dataset, deterministic=True)
 
 
 def eval_batches(split: Split, feature_names: List[str], topology: Topology) -> tf.data.Dataset:

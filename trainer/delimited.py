@@ -231,10 +231,17 @@ def multi_hot_from_cells(cells: tf.Tensor, names: tf.lookup.StaticHashTable, num
     )
 
 
-def read(files: Sequence[str], layout: Layout, label_names: Sequence[str], batch_size: int) -> tf.data.Dataset:
+def read(
+    files: Sequence[str],
+    layout: Layout,
+    label_names: Sequence[str],
+    batch_size: int,
+    record_shard: Tuple[int, int] = (1, 0),
+) -> tf.data.Dataset:
     """Batches of ({"text": string [B]} and/or {"features": float32 [B, F]}, labels float32 [B, L]).
 
-    Parsing is vectorised over `batch_size` lines; the caller unbatches.
+    Parsing is vectorised over `batch_size` lines; the caller unbatches. `record_shard` (count,
+    index) keeps records index, index + count, ...: lines are dropped before they are parsed.
     """
     num_labels = len(label_names)
     selected = sorted({layout.text, layout.labels, *layout.label_columns, *layout.feature_columns} - {-1})
@@ -272,4 +279,6 @@ def read(files: Sequence[str], layout: Layout, label_names: Sequence[str], batch
     skip = 1 if layout.header else 0
     lines = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(lambda f: tf.data.TextLineDataset(f).skip(skip))
     lines = lines.filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+    if record_shard[0] > 1:
+        lines = lines.shard(*record_shard)
     return lines.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

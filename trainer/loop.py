@@ -27,6 +27,7 @@ from trainer import (
     reporting,
     steps,
     text,
+    worker_input,
 )
 from trainer import config as config_lib
 from trainer.config import Config
@@ -155,16 +156,35 @@ def run(config: Config) -> None:
 
     # -- Restore (resume order: this model_dir's latest checkpoint, else fresh). The train
     # iterator is part of the checkpoint, so it exists before the restore.
-    trackables = {"model": model, "step": step}
+    trackables, own_input = {"model": model, "step": step}, None
     if training:
         train_dataset = data.train_batches(
-            first, input_names, topology, config.data.shuffle_buffer, train.seed, train.deterministic
+            first,
+            input_names,
+            topology,
+            config.data.shuffle_buffer,
+            train.seed,
+            train.deterministic,
+            cache=config.data.cache_train_data,
         )
         iterator = iter(train_dataset)
-        trackables.update(optimizer=optimizer, train_iterator=iterator)
+        trackables.update(optimizer=optimizer)
+        # Several workers: each saves its own position. Even when all read the same global stream,
+        # the chief's iterator state holds batches it prefetched with its own rows.
+        if topology.num_workers > 1:
+            own_input = worker_input.IteratorCheckpoints(
+                os.path.join(config.model_dir, checkpoint.CHECKPOINT_SUBDIR), topology, iterator, train.keep_checkpoints
+            )
+        else:
+            trackables.update(train_iterator=iterator)
     async_save = checkpoint.async_allowed(train.async_checkpoint, topology.num_workers, train.deterministic)
     checkpoints = checkpoint.Checkpoints(
-        config.model_dir, topology.is_chief, train.keep_checkpoints, async_save=async_save, **trackables
+        config.model_dir,
+        topology.is_chief,
+        train.keep_checkpoints,
+        async_save=async_save,
+        worker_input=own_input,
+        **trackables,
     )
     with strategy.scope():
         restored = checkpoints.restore_latest()

@@ -26,6 +26,9 @@ flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited 
 flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
 flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
 flags.DEFINE_integer("shuffle_buffer", _DATA.shuffle_buffer, "Examples in the shuffle buffer.")
+flags.DEFINE_boolean(
+    "cache_train_data", _DATA.cache_train_data, "Keep the parsed training examples in memory after the first epoch."
+)
 flags.DEFINE_integer("max_tokens", _DATA.max_tokens, "Text: vocabulary size, padding and out-of-vocabulary included.")
 flags.DEFINE_integer("sequence_length", _DATA.sequence_length, "Text: token ids per example (cut or padded).")
 flags.DEFINE_boolean("text_bigrams", _DATA.text_bigrams, "Text: add word bigrams to the words.")
@@ -114,6 +117,7 @@ def config_from_flags() -> Config:
                 labels_column=f.labels_column,
                 label_columns_prefix=f.label_columns_prefix,
                 shuffle_buffer=f.shuffle_buffer,
+                cache_train_data=f.cache_train_data,
                 max_tokens=f.max_tokens,
                 sequence_length=f.sequence_length,
                 text_bigrams=f.text_bigrams,

@@ -15,7 +15,7 @@ Sharded files are read with a deterministic interleave, one record from each fil
 
 import dataclasses
 import re
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -176,13 +176,25 @@ def _check_batch(
     stats.add_batch(multi_hot)
 
 
-def _decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded bytes -> float32 [image_size, image_size, 3] in [0, 1]; also used by the export."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     return tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size])
 
 
-def read(files: Sequence[str], layout: Layout, num_labels: int, image_size: int, batch_size: int) -> tf.data.Dataset:
-    """Batches of (features, labels float32 [B, L]); features among text, features, image."""
+def read(
+    files: Sequence[str],
+    layout: Layout,
+    num_labels: int,
+    image_size: int,
+    batch_size: int,
+    record_shard: Tuple[int, int] = (1, 0),
+) -> tf.data.Dataset:
+    """Batches of (features, labels float32 [B, L]); features among text, features, image.
+
+    `record_shard` (count, index) keeps records index, index + count, ... of the interleaved
+    stream, dropping the others before they are parsed (or their images decoded).
+    """
     spec = {}
     if layout.text:
         spec[TEXT] = tf.io.FixedLenFeature([], tf.string, default_value="")
@@ -201,7 +213,7 @@ def read(files: Sequence[str], layout: Layout, num_labels: int, image_size: int,
         features = {key: parsed[key] for key in (TEXT, FEATURES) if key in parsed}
         if layout.image:
             features[IMAGE] = tf.map_fn(
-                lambda e: _decode_image(e, image_size), parsed[IMAGE], fn_output_signature=image_spec
+                lambda e: decode_image(e, image_size), parsed[IMAGE], fn_output_signature=image_spec
             )
         if layout.label_key == LABEL_IDS:
             labels = tf.math.bincount(
@@ -224,4 +236,6 @@ def read(files: Sequence[str], layout: Layout, num_labels: int, image_size: int,
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE if len(files) > 1 else None,
     )
+    if record_shard[0] > 1:
+        records = records.shard(*record_shard)
     return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -5,14 +5,16 @@ A split is read in two passes:
    naming the file, the record and the fix (a UserError: exit code 1), and counts examples and
    positives per label (Split.label_counts: weighted_bce and the start-up statistics use them);
 2. the tf.data stream the run iterates: files in sorted order, records parsed in vectorised
-   batches of PARSE_BATCH, then unbatched. Nothing is loaded whole into Python.
+   batches of PARSE_BATCH, then unbatched. Nothing is loaded whole into Python. `Source.read_part`
+   opens one input pipeline's share of the same stream (a subset of the files, or every n-th
+   record), so that each worker parses only what it trains on (data.train_batches).
 Text becomes token ids here (trainer.text), with the run's vocabulary: the one saved in the
 model dir, else one built from the training split.
 """
 
 import dataclasses
 import os
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -28,12 +30,24 @@ EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".tfrecord": "tfrecord", ".tfrecords
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+    """One input pipeline's share of a split: files `index`, `index + count`, ... when `by_file`,
+    else records `index`, `index + count`, ... of the whole stream."""
+
+    count: int
+    index: int
+    by_file: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Source:
     examples: tf.data.Dataset  # Unbatched ({"tokens"|"features"|"image": ...}, multi-hot float32 [num_labels]).
     label_names: List[str]
     num_examples: int
     label_counts: np.ndarray  # int64 [num_labels]
     vocabulary: Tuple[str, ...]  # () unless the examples hold text.
+    files: Tuple[str, ...]  # The files read, sorted; () for TFDS.
+    read_part: Callable[[Part], tf.data.Dataset]  # The examples of one Part, like `examples`.
 
 
 def match_files(flag: str, pattern: str) -> List[str]:
@@ -100,7 +114,11 @@ def delimited_layout(
 def _delimited(config: DataConfig, flag: str, split: str, files: List[str], data_format: str):
     layout, label_names = delimited_layout(config, flag, files, data_format, allow_unlabelled=split == "test")
     stats = delimited.check(files, layout, label_names)
-    return delimited.read(files, layout, label_names, PARSE_BATCH), label_names, stats
+
+    def read(part_files, record_shard):
+        return delimited.read(part_files, layout, label_names, PARSE_BATCH, record_shard)
+
+    return read, label_names, stats
 
 
 def _tfrecord(config: DataConfig, flag: str, split: str, files: List[str]):
@@ -116,7 +134,11 @@ def _tfrecord(config: DataConfig, flag: str, split: str, files: List[str]):
     if not layout.label_key:
         _unlabelled(flag, split == "test", f"records in {files[0]} have neither `label_ids` nor `labels`")
     stats = records.check(files, layout, len(label_names))
-    return records.read(files, layout, len(label_names), config.image_size, PARSE_BATCH), label_names, stats
+
+    def read(part_files, record_shard):
+        return records.read(part_files, layout, len(label_names), config.image_size, PARSE_BATCH, record_shard)
+
+    return read, label_names, stats
 
 
 def _count(batches: tf.data.Dataset, num_labels: int) -> Stats:
@@ -138,16 +160,20 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
     """Checks and opens `path` (a --<split>_data flag); `vocabulary` is the run's, () if it has none yet."""
     flag = f"--{split}_data"
     if path.startswith(tfds_source.PREFIX):
-        examples, label_names = tfds_source.read(path, flag, config.image_size)
-        batches = examples.batch(PARSE_BATCH)
-        stats, described = _count(batches, len(label_names)), path
+        open_shard, label_names = tfds_source.read(path, flag, config.image_size)
+        files = []
+
+        def read(part_files, record_shard):
+            return open_shard(*record_shard).batch(PARSE_BATCH)
+
+        stats, described = _count(read(files, (1, 0)), len(label_names)), path
     else:
         files = match_files(flag, path)
         data_format = file_format(flag, files, config.data_format)
         if data_format == "tfrecord":
-            batches, label_names, stats = _tfrecord(config, flag, split, files)
+            read, label_names, stats = _tfrecord(config, flag, split, files)
         else:
-            batches, label_names, stats = _delimited(config, flag, split, files, data_format)
+            read, label_names, stats = _delimited(config, flag, split, files, data_format)
         described = f"{path} ({len(files)} {data_format} file{'s' if len(files) > 1 else ''})"
     if stats.num_examples == 0:
         raise UserError(f"{flag}={path} holds no examples; point it at a non-empty split.")
@@ -159,8 +185,9 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
             stats.num_examples,
         )
     num_labels = len(label_names)
-    batches = batches.map(lambda features, labels: (features, tf.ensure_shape(labels, [None, num_labels])))
-    if "text" in batches.element_spec[0]:
+    batches = read(files, (1, 0))
+    has_text = "text" in batches.element_spec[0]
+    if has_text:
         if not vocabulary and split != "train":
             raise UserError(
                 f"{flag} holds text but the run has no vocabulary yet ({text.VOCABULARY_FILE} in --model_dir is "
@@ -170,12 +197,24 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
             texts = batches.map(lambda features, labels: features["text"])
             vocabulary = text.build_vocabulary(texts, config.max_tokens, config.text_bigrams)
         tokenizer = text.Tokenizer(vocabulary, config.sequence_length, config.text_bigrams)
-        batches = batches.map(
-            lambda features, labels: (_with_tokens(features, tokenizer), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
     else:
         vocabulary = ()
+
+    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> unbatched model inputs (text becomes token ids)."""
+        batches = batches.map(lambda features, labels: (features, tf.ensure_shape(labels, [None, num_labels])))
+        if has_text:
+            batches = batches.map(
+                lambda features, labels: (_with_tokens(features, tokenizer), labels),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return batches.unbatch()
+
+    def read_part(part: Part) -> tf.data.Dataset:
+        if part.by_file:
+            return examples(read(files[part.index :: part.count], (1, 0)))
+        return examples(read(files, (part.count, part.index)))
+
     logging.info(
         "%s=%s: %d examples, %d labels, %.2f labels per example%s.",
         flag,
@@ -185,7 +224,15 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
         stats.label_counts.sum() / stats.num_examples,
         f", vocabulary of {len(vocabulary)} terms" if vocabulary else "",
     )
-    return Source(batches.unbatch(), list(label_names), stats.num_examples, stats.label_counts, tuple(vocabulary))
+    return Source(
+        examples(batches),
+        list(label_names),
+        stats.num_examples,
+        stats.label_counts,
+        tuple(vocabulary),
+        tuple(files),
+        read_part,
+    )
 
 
 def _with_tokens(features, tokenizer: text.Tokenizer):

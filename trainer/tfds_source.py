@@ -65,8 +65,13 @@ def parse_path(path: str, flag: str) -> Tuple[str, str]:
     return name, split
 
 
-def read(path: str, flag: str, image_size: int) -> Tuple[tf.data.Dataset, List[str]]:
-    """(unbatched (features, multi-hot labels) in the dataset's own order, label names)."""
+def read(path: str, flag: str, image_size: int) -> Tuple[Callable[[int, int], tf.data.Dataset], List[str]]:
+    """(open, label names): open(count, index) gives records index, index + count, ... of the split,
+    unbatched (features, multi-hot labels) in the dataset's own order; open(1, 0) gives them all.
+
+    Records, not files, are sharded: it works whatever the number of files, and the adapter's
+    work (resizing images) is done only for the records kept.
+    """
     name, split = parse_path(path, flag)
     base = name.split("/")[0]
     if base not in ADAPTERS:
@@ -87,4 +92,9 @@ def read(path: str, flag: str, image_size: int) -> Tuple[tf.data.Dataset, List[s
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{flag}={path}: TFDS cannot load it ({first_line}); check the name, config and split.")
     adapter = ADAPTERS[base](builder.info, image_size)
-    return examples.map(adapter.convert, num_parallel_calls=tf.data.AUTOTUNE), adapter.label_names
+
+    def open_shard(count: int, index: int) -> tf.data.Dataset:
+        shard = examples.shard(count, index) if count > 1 else examples
+        return shard.map(adapter.convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return open_shard, adapter.label_names
