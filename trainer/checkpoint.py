@@ -94,6 +94,8 @@ class Checkpoints:
             logging.info("Saved checkpoint %s%s", path, " (writing in the background)" if self._options else "")
             return
         _save_to_scratch(self.checkpoint, step)
+        # Lets one see (and tests check) that every worker took part in the same save.
+        logging.info("Took part in the save of checkpoint %d (this worker's copy is discarded)", step)
 
     def sync(self) -> None:
         """Waits until an async save is on disk; call before exiting. A no-op for synchronous saves."""

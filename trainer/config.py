@@ -82,6 +82,7 @@ class TrainConfig:
     deterministic: bool = False
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 500
+    checkpoint_every_seconds: int = 0  # Also save when this long has passed since the last save; 0 = off.
     keep_checkpoints: int = 3
     # train_and_eval keeps the checkpoint of the best periodic evaluation in checkpoints/best/.
     best_metric: str = "macro/average_precision"  # `loss` and `hamming_loss`: lower is better.
@@ -164,6 +165,10 @@ def validate(config: Config) -> Config:
         "keep_checkpoints",
     ):
         _positive(flag, getattr(train, flag))
+    _require(
+        train.checkpoint_every_seconds >= 0,
+        f"--checkpoint_every_seconds must be >= 0 (0 = off), got {train.checkpoint_every_seconds}.",
+    )
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _choice("optimizer", train.optimizer, OPTIMIZERS)

@@ -32,7 +32,7 @@ from trainer import (
 from trainer import config as config_lib
 from trainer.config import Config
 from trainer.errors import Preempted, TrainingFailed, UserError
-from trainer.preemption import PreemptionWatcher
+from trainer.preemption import make_watcher
 
 
 def _format_seconds(seconds: float) -> str:
@@ -228,7 +228,9 @@ def run(config: Config) -> None:
         train_loop = steps.make_train_loop(strategy, topology, model, optimizer, loss_fn, step, train.jit_compile)
         start_time = last_time = time.time()
         start_step = last_step = current
-        preemption = PreemptionWatcher(strategy, topology.num_workers)
+        timed_saves = train.checkpoint_every_seconds > 0
+        preemption = make_watcher(strategy, topology.num_workers, topology.is_chief, timed_saves)
+        last_save_time = time.time()
         nan_rollbacks = 0
         while current < train.train_steps:
             num_steps = _steps_until_next_event(current, config)
@@ -267,12 +269,13 @@ def run(config: Config) -> None:
                     _format_seconds(remaining),
                 )
                 last_time, last_step = now, current
-            saved = current % train.checkpoint_every_steps == 0 or current == train.train_steps
-            if saved:
+            # Agreed by all workers (one all-reduce at most): a save takes every one of them.
+            time_due = timed_saves and time.time() - last_save_time >= train.checkpoint_every_seconds
+            stop, time_due = preemption.agree(time_due)
+            if stop or time_due or current % train.checkpoint_every_steps == 0 or current == train.train_steps:
                 checkpoints.save(current)
-            if preemption.stop_requested():
-                if not saved:
-                    checkpoints.save(current)
+                last_save_time = time.time()
+            if stop:
                 checkpoints.sync()
                 raise Preempted(
                     f"stopped by SIGTERM at step {current} of {train.train_steps}; checkpoint saved in "

@@ -59,6 +59,11 @@ flags.DEFINE_boolean("jit_compile", _TRAIN.jit_compile, "XLA-compile the per-rep
 flags.DEFINE_boolean("deterministic", _TRAIN.deterministic, "Op determinism: two runs give identical weights.")
 flags.DEFINE_integer("eval_every_steps", _TRAIN.eval_every_steps, "Steps between evaluations.")
 flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps, "Steps between checkpoints.")
+flags.DEFINE_integer(
+    "checkpoint_every_seconds",
+    _TRAIN.checkpoint_every_seconds,
+    "Also save when this many seconds have passed since the last save (checked between loops); 0 = off.",
+)
 flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints, "Checkpoints kept.")
 flags.DEFINE_string(
     "best_metric",
@@ -150,6 +155,7 @@ def config_from_flags() -> Config:
                 deterministic=f.deterministic,
                 eval_every_steps=f.eval_every_steps,
                 checkpoint_every_steps=f.checkpoint_every_steps,
+                checkpoint_every_seconds=f.checkpoint_every_seconds,
                 keep_checkpoints=f.keep_checkpoints,
                 best_metric=f.best_metric,
                 async_checkpoint=f.async_checkpoint,
