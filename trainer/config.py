@@ -11,13 +11,21 @@ from typing import Tuple
 
 from trainer.errors import UserError
 
-MODEL_NAMES = ("mlp", "text_bow")  # The keys of models.MODELS (tests keep the two equal).
+MODEL_NAMES = (
+    "mlp",
+    "text_bow",
+    "multi_input",
+    "text_transformer",
+    "cnn",
+)  # The keys of models.MODELS (tests keep the two equal).
 MODES = ("train", "eval", "train_and_eval", "predict", "export")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
+LR_SCALINGS = ("none", "linear", "sqrt")
+CNN_BACKBONES = ("resnet_small", "resnet50", "efficientnet_b0", "mobilenet_v2")
 DATA_FORMATS = ("", "tsv", "csv", "tfrecord")
 # --best_metric: a figure of metrics/eval-<step>.json, `<block>/<name>` or a top-level one.
 BEST_METRICS = (
@@ -54,6 +62,7 @@ class DataConfig:
     synthetic_features: int = 64
     synthetic_vocab_size: int = 2_000
     synthetic_sequence_length: int = 32
+    synthetic_image_size: int = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +70,12 @@ class ModelConfig:
     model: str = "mlp"
     hidden_units: Tuple[int, ...] = (256, 256)
     dropout: float = 0.0
-    embedding_dim: int = 64
+    embedding_dim: int = 64  # Token embedding width; also the width of text_transformer.
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    cnn_backbone: str = "resnet_small"  # Or a keras.applications network: see CNN_BACKBONES.
+    cnn_width: int = 32  # Filters of resnet_small's first stage (then 2x, 4x).
+    pretrained_weights: str = ""  # A local weights file for a keras.applications backbone; empty = from scratch.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +84,11 @@ class TrainConfig:
     train_steps: int = 1_500
     steps_per_loop: int = 50
     log_every_steps: int = 100
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # Peak rate at base_batch_size; see lr_scaling.
+    # The rate used is learning_rate * (global_batch_size / base_batch_size) ** p, with p = 1 for
+    # `linear` (Goyal et al. 2017, for SGD), 0.5 for `sqrt` (suited to Adam-type optimizers), 0 for `none`.
+    lr_scaling: str = "sqrt"
+    base_batch_size: int = 256
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     lr_schedule: str = "cosine"  # Linear warmup, then cosine decay to 0 at train_steps; or constant.
@@ -93,6 +111,7 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     loss: str = "bce"
+    label_smoothing: float = 0.0  # Training targets become y * (1 - s) + s / 2.
     focal_gamma: float = 2.0
     # Asymmetric loss (Ridnik et al. 2021): focusing for positives/negatives, probability margin.
     asl_gamma_pos: float = 0.0
@@ -142,7 +161,7 @@ def validate(config: Config) -> Config:
     data, model, train, dist = config.data, config.model, config.train, config.distribute
     _choice("data_format", data.data_format, DATA_FORMATS)
     _require(data.max_tokens > 2, f"--max_tokens must exceed 2 (padding and out-of-vocabulary), got {data.max_tokens}.")
-    for flag in ("sequence_length", "image_size", "shuffle_buffer"):
+    for flag in ("sequence_length", "image_size", "shuffle_buffer", "synthetic_image_size"):
         _positive(flag, getattr(data, flag))
     if config.mode in ("train", "train_and_eval"):
         _require(bool(data.train_data), f"--mode={config.mode} needs --train_data (a path, glob or `synthetic`).")
@@ -151,6 +170,18 @@ def validate(config: Config) -> Config:
     if config.mode == "predict":
         _require(bool(data.test_data), "--mode=predict needs --test_data: the examples to score.")
     _choice("model", model.model, MODEL_NAMES)
+    _choice("cnn_backbone", model.cnn_backbone, CNN_BACKBONES)
+    for flag in ("embedding_dim", "transformer_layers", "transformer_heads", "cnn_width"):
+        _positive(flag, getattr(model, flag))
+    _require(
+        not model.pretrained_weights or os.path.isfile(model.pretrained_weights),
+        f"--pretrained_weights={model.pretrained_weights} is not a file; give a local weights file "
+        "(downloads are not used).",
+    )
+    _require(
+        not model.pretrained_weights or model.cnn_backbone != "resnet_small",
+        "--pretrained_weights needs a keras.applications --cnn_backbone (resnet50, efficientnet_b0, mobilenet_v2).",
+    )
     _require(bool(model.hidden_units), "--hidden_units needs at least one width, e.g. 256,256.")
     _require(all(u > 0 for u in model.hidden_units), f"--hidden_units must be positive, got {model.hidden_units}.")
     _require(0.0 <= model.dropout < 1.0, f"--dropout must be in [0, 1), got {model.dropout}.")
@@ -173,6 +204,8 @@ def validate(config: Config) -> Config:
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _choice("optimizer", train.optimizer, OPTIMIZERS)
     _choice("lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    _choice("lr_scaling", train.lr_scaling, LR_SCALINGS)
+    _positive("base_batch_size", train.base_batch_size)
     _require(
         train.best_metric in BEST_METRICS,
         f"--best_metric={train.best_metric!r} is not an eval figure; use one of {', '.join(BEST_METRICS)}.",
@@ -183,6 +216,7 @@ def validate(config: Config) -> Config:
     _choice("loss", loss.loss, LOSSES)
     for flag in ("focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
         _require(getattr(loss, flag) >= 0, f"--{flag} must be >= 0, got {getattr(loss, flag)}.")
+    _require(0 <= loss.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {loss.label_smoothing}.")
     _require(0 <= loss.asl_clip < 1, f"--asl_clip must be in [0, 1), got {loss.asl_clip}.")
     _require(loss.max_positive_weight >= 1, f"--max_positive_weight must be >= 1, got {loss.max_positive_weight}.")
     _choice("mixed_precision", train.mixed_precision, PRECISIONS)
@@ -209,12 +243,21 @@ def write(config: Config, path: str) -> None:
 
 # Settings that shape the checkpoint: resuming with any of them changed cannot work.
 _CHECKPOINT_SHAPING = {
-    "model": ("model", "hidden_units", "embedding_dim"),
+    "model": (
+        "model",
+        "hidden_units",
+        "embedding_dim",
+        "transformer_layers",
+        "transformer_heads",
+        "cnn_backbone",
+        "cnn_width",
+    ),
     "train": ("optimizer", "mixed_precision"),
     "data": (
         "synthetic_labels",
         "synthetic_features",
         "synthetic_vocab_size",
+        "synthetic_image_size",
         "label_names",
         "text_bigrams",
         "max_tokens",

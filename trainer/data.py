@@ -109,6 +109,7 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
             config.synthetic_vocab_size,
             config.synthetic_sequence_length,
             seed,
+            config.synthetic_image_size,
         )
         return from_arrays(
             features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size

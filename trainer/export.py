@@ -3,7 +3,9 @@ and labels at the tuned thresholds, with the label names and thresholds inside i
 
 Raw inputs: `features` (float32 [batch, F]) for numeric models; `text` (string [batch]) for
 text models trained on text, tokenised in the graph with the run's vocabulary; `tokens`
-(int32 [batch, T]) for text models trained on token ids. Outputs: `probabilities` (float32
+(int32 [batch, T]) for text models trained on token ids; `image` (string [batch]: encoded
+JPEG/PNG/GIF/BMP files) for image models, decoded and resized in the graph as training data
+is. `multi_input` takes both of its inputs. Outputs: `probabilities` (float32
 [batch, L]) and `labels` (int32 [batch, L], 1 where probability >= the label's threshold).
 `label_names` and `thresholds` are also served as signatures of their own, and written as
 assets (`label_names.txt`, `thresholds.json`).
@@ -18,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import text
+from trainer import records, text
 from trainer.data import InputSpec
 
 EXPORT_SUBDIR = "export"
@@ -35,9 +37,16 @@ class ServingModule(tf.Module):
         self.thresholds = tf.constant(np.asarray(thresholds, np.float32))
 
     def score(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        inputs = dict(inputs)
         if self.tokenizer is not None:
-            inputs = dict(inputs)
             inputs["tokens"] = self.tokenizer(inputs.pop("text"))
+        if "image" in inputs:
+            size = self.model.input["image"].shape[1]
+            inputs["image"] = tf.map_fn(
+                lambda encoded: records.decode_image(encoded, size),
+                inputs["image"],
+                fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            )
         probabilities = tf.sigmoid(tf.cast(self.model(inputs, training=False), tf.float32))
         return {"probabilities": probabilities, "labels": tf.cast(probabilities >= self.thresholds, tf.int32)}
 
@@ -48,6 +57,8 @@ def raw_input_specs(spec: InputSpec) -> Dict[str, tf.TensorSpec]:
     for name, feature in spec.feature_specs.items():
         if name == "tokens" and spec.vocabulary:
             specs["text"] = tf.TensorSpec([None], tf.string, name="text")
+        elif name == "image":
+            specs["image"] = tf.TensorSpec([None], tf.string, name="image")
         else:
             specs[name] = tf.TensorSpec([None, *feature.shape], feature.dtype, name=name)
     return specs

@@ -146,6 +146,8 @@ def run(config: Config) -> None:
         optimizer = optimization.make_optimizer(train) if training else None
         if optimizer is not None:
             optimizer.build(model.trainable_variables)
+        if training and not has_checkpoint:  # A restore brings the statistics of the run that wrote it.
+            models.adapt(model, first)
         step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
@@ -207,7 +209,7 @@ def run(config: Config) -> None:
     steps_per_epoch = num_examples // topology.global_batch_size if num_examples > 0 else "unknown"
     logging.info(
         "Strategy %s: %d replica(s) on %d worker(s), this is worker %d%s; global batch %d = %d per replica; "
-        "%s steps per epoch; precision %s; XLA %s; %d parameters; step %d.",
+        "%s steps per epoch; precision %s; XLA %s; model %s, %d parameters; step %d%s.",
         type(strategy).__name__,
         topology.num_replicas,
         topology.num_workers,
@@ -218,14 +220,18 @@ def run(config: Config) -> None:
         steps_per_epoch,
         train.mixed_precision,
         "on" if train.jit_compile else "off",
+        config.model.model,
         model.count_params(),
         current,
+        f"; peak learning rate {optimization.peak_learning_rate(train):.3g}" if training else "",
     )
 
     # -- Train.
     if training:
         _log_label_statistics(first)
-        train_loop = steps.make_train_loop(strategy, topology, model, optimizer, loss_fn, step, train.jit_compile)
+        train_loop = steps.make_train_loop(
+            strategy, topology, model, optimizer, loss_fn, step, train.jit_compile, config.loss.label_smoothing
+        )
         start_time = last_time = time.time()
         start_step = last_step = current
         timed_saves = train.checkpoint_every_seconds > 0

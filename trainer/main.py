@@ -37,17 +37,35 @@ flags.DEFINE_integer("synthetic_labels", _DATA.synthetic_labels, "Labels of the 
 flags.DEFINE_integer("synthetic_train_examples", _DATA.synthetic_train_examples, "Synthetic training examples.")
 flags.DEFINE_integer("synthetic_eval_examples", _DATA.synthetic_eval_examples, "Synthetic eval/test examples.")
 flags.DEFINE_integer("synthetic_features", _DATA.synthetic_features, "Numeric features of the synthetic problem.")
+flags.DEFINE_integer("synthetic_image_size", _DATA.synthetic_image_size, "Side of the synthetic problem's images.")
 # Model.
-flags.DEFINE_enum("model", _MODEL.model, config_lib.MODEL_NAMES, "Model: mlp (numeric features), text_bow (tokens).")
+flags.DEFINE_enum(
+    "model",
+    _MODEL.model,
+    config_lib.MODEL_NAMES,
+    "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), cnn (images).",
+)
 flags.DEFINE_list("hidden_units", list(map(str, _MODEL.hidden_units)), "Hidden layer widths, e.g. 512,512.")
 flags.DEFINE_float("dropout", _MODEL.dropout, "Dropout after each hidden layer.")
 flags.DEFINE_integer("embedding_dim", _MODEL.embedding_dim, "Token embedding width (text models).")
+flags.DEFINE_integer("transformer_layers", _MODEL.transformer_layers, "text_transformer: encoder blocks.")
+flags.DEFINE_integer("transformer_heads", _MODEL.transformer_heads, "text_transformer: attention heads.")
+flags.DEFINE_enum("cnn_backbone", _MODEL.cnn_backbone, config_lib.CNN_BACKBONES, "cnn: the network.")
+flags.DEFINE_integer("cnn_width", _MODEL.cnn_width, "cnn resnet_small: filters of the first stage.")
+flags.DEFINE_string("pretrained_weights", _MODEL.pretrained_weights, "cnn: local weights file of the backbone.")
 # Training.
 flags.DEFINE_integer("global_batch_size", _TRAIN.global_batch_size, "Examples per step over all replicas.")
 flags.DEFINE_integer("train_steps", _TRAIN.train_steps, "Total training steps.")
 flags.DEFINE_integer("steps_per_loop", _TRAIN.steps_per_loop, "Steps per compiled host call.")
 flags.DEFINE_integer("log_every_steps", _TRAIN.log_every_steps, "Steps between progress lines.")
-flags.DEFINE_float("learning_rate", _TRAIN.learning_rate, "Peak learning rate.")
+flags.DEFINE_float("learning_rate", _TRAIN.learning_rate, "Peak learning rate at --base_batch_size.")
+flags.DEFINE_enum(
+    "lr_scaling",
+    _TRAIN.lr_scaling,
+    config_lib.LR_SCALINGS,
+    "Scale the rate with global/base batch size: ^1, ^0.5, off.",
+)
+flags.DEFINE_integer("base_batch_size", _TRAIN.base_batch_size, "Batch size at which --learning_rate applies as is.")
 flags.DEFINE_enum("optimizer", _TRAIN.optimizer, config_lib.OPTIMIZERS, "Optimizer.")
 flags.DEFINE_float("weight_decay", _TRAIN.weight_decay, "Decoupled weight decay (adamw).")
 flags.DEFINE_enum("lr_schedule", _TRAIN.lr_schedule, config_lib.LR_SCHEDULES, "Learning-rate schedule.")
@@ -80,6 +98,7 @@ flags.DEFINE_integer(
 )
 # Loss.
 flags.DEFINE_enum("loss", _LOSS.loss, config_lib.LOSSES, "Loss.")
+flags.DEFINE_float("label_smoothing", _LOSS.label_smoothing, "Training targets y become y(1 - s) + s/2.")
 flags.DEFINE_float("focal_gamma", _LOSS.focal_gamma, "Focal loss focusing parameter.")
 flags.DEFINE_float("asl_gamma_pos", _LOSS.asl_gamma_pos, "Asymmetric loss: focusing for positives.")
 flags.DEFINE_float("asl_gamma_neg", _LOSS.asl_gamma_neg, "Asymmetric loss: focusing for negatives.")
@@ -131,12 +150,18 @@ def config_from_flags() -> Config:
                 synthetic_train_examples=f.synthetic_train_examples,
                 synthetic_eval_examples=f.synthetic_eval_examples,
                 synthetic_features=f.synthetic_features,
+                synthetic_image_size=f.synthetic_image_size,
             ),
             model=ModelConfig(
                 model=f.model,
                 hidden_units=_hidden_units(f.hidden_units),
                 dropout=f.dropout,
                 embedding_dim=f.embedding_dim,
+                transformer_layers=f.transformer_layers,
+                transformer_heads=f.transformer_heads,
+                cnn_backbone=f.cnn_backbone,
+                cnn_width=f.cnn_width,
+                pretrained_weights=f.pretrained_weights,
             ),
             train=TrainConfig(
                 global_batch_size=f.global_batch_size,
@@ -144,6 +169,8 @@ def config_from_flags() -> Config:
                 steps_per_loop=f.steps_per_loop,
                 log_every_steps=f.log_every_steps,
                 learning_rate=f.learning_rate,
+                lr_scaling=f.lr_scaling,
+                base_batch_size=f.base_batch_size,
                 optimizer=f.optimizer,
                 weight_decay=f.weight_decay,
                 lr_schedule=f.lr_schedule,
@@ -163,6 +190,7 @@ def config_from_flags() -> Config:
             ),
             loss=LossConfig(
                 loss=f.loss,
+                label_smoothing=f.label_smoothing,
                 focal_gamma=f.focal_gamma,
                 asl_gamma_pos=f.asl_gamma_pos,
                 asl_gamma_neg=f.asl_gamma_neg,

@@ -44,15 +44,25 @@ class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return {"value": self.value}
 
 
+_SCALING_POWER = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
+
+
+def peak_learning_rate(config: TrainConfig) -> float:
+    """--learning_rate scaled by --lr_scaling from --base_batch_size to --global_batch_size."""
+    ratio = config.global_batch_size / config.base_batch_size
+    return config.learning_rate * ratio ** _SCALING_POWER[config.lr_scaling]
+
+
 def learning_rate(config: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
     """The schedule from the config; never checkpointed, so the flags of the current run apply."""
+    peak = peak_learning_rate(config)
     if config.lr_schedule == "constant":
-        return ConstantLearningRate(config.learning_rate)
+        return ConstantLearningRate(peak)
     warmup_steps = min(config.warmup_steps, config.train_steps - 1)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+        initial_learning_rate=0.0 if warmup_steps else peak,
         decay_steps=config.train_steps - warmup_steps,
-        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_target=peak if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
 

@@ -14,12 +14,16 @@ from trainer.distribute import Topology
 SUM = tf.distribute.ReduceOp.SUM
 
 
-def make_train_loop(strategy, topology: Topology, model, optimizer, loss_fn, step, jit_compile: bool):
+def make_train_loop(
+    strategy, topology: Topology, model, optimizer, loss_fn, step, jit_compile: bool, label_smoothing: float = 0.0
+):
     """Returns train_loop(iterator, num_steps) -> mean loss over those steps."""
     variables = model.trainable_variables
 
     @tf.function(jit_compile=jit_compile)
     def replica_gradients(features, labels):
+        if label_smoothing:  # Training targets only: evaluation scores the true labels.
+            labels = labels * (1.0 - label_smoothing) + 0.5 * label_smoothing
         with tf.GradientTape() as tape:
             logits = model(features, training=True)
             # Divide by the global batch: the all-reduce below sums the replicas' shares.

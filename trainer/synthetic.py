@@ -4,8 +4,9 @@ Labels come from a fixed random network over Gaussian features, through a few sh
 topics (so labels correlate), with per-label biases that make prevalence range from rare to
 common (so labels are imbalanced), and logistic noise (so no model is perfect). The same
 teacher labels every split; each split draws its own examples. Each example has two views of
-the same labels: numeric `features` (for `mlp`) and `tokens` (for the text models), where
-each label owns a few keyword tokens that appear, noisily, when it is on.
+the same labels: numeric `features` (for `mlp`), `tokens` (for the text models), where
+each label owns a few keyword tokens that appear, noisily, when it is on, and a small RGB
+`image` (for `cnn`), where each label that is on adds its own smooth colour pattern.
 """
 
 import numpy as np
@@ -35,16 +36,37 @@ def _teacher(seed: int, num_features: int, num_labels: int):
 
 
 def make_split(
-    split: str, num_examples: int, num_labels: int, num_features: int, vocab_size: int, sequence_length: int, seed: int
+    split: str,
+    num_examples: int,
+    num_labels: int,
+    num_features: int,
+    vocab_size: int,
+    sequence_length: int,
+    seed: int,
+    image_size: int = 16,
 ):
-    """Returns ({"features": float32 [n, F], "tokens": int32 [n, T]}, labels float32 [n, L])."""
+    """Returns ({"features": float32 [n, F], "tokens": int32 [n, T], "image": float32 [n, S, S, 3]},
+    labels float32 [n, L])."""
     hidden, weights, biases = _teacher(seed, num_features, num_labels)
     rng = np.random.default_rng([seed, SPLIT_IDS[split]])
     features = rng.normal(size=(num_examples, num_features))
     logits = np.tanh(features @ hidden) @ weights + biases + 0.5 * rng.logistic(size=(num_examples, num_labels))
     labels = (logits > 0).astype(np.float32)
     tokens = _tokens(labels, vocab_size, sequence_length, rng)
-    return {"features": features.astype(np.float32), "tokens": tokens}, labels
+    image = _images(labels, image_size, seed, rng)
+    return {"features": features.astype(np.float32), "tokens": tokens, "image": image}, labels
+
+
+def _images(labels: np.ndarray, size: int, seed: int, rng) -> np.ndarray:
+    """Pixels in [0, 1], multiples of 1/255 (as decoded 8-bit images are): the sum of the patterns
+    of the labels that are on (random 4x4 colour grids, upsampled), squashed, plus pixel noise."""
+    num_labels = labels.shape[1]
+    coarse = np.random.default_rng([seed, 4]).normal(size=(num_labels, 4, 4, 3))
+    cells = -(-size // 4)
+    patterns = np.repeat(np.repeat(coarse, cells, axis=1), cells, axis=2)[:, :size, :size]
+    signal = np.einsum("nl,lhwc->nhwc", labels, patterns) / np.sqrt(np.maximum(labels.sum(1), 1))[:, None, None, None]
+    pixels = 0.5 + 0.5 * np.tanh(0.8 * signal + 0.4 * rng.normal(size=signal.shape))
+    return (np.round(pixels * 255) / 255).astype(np.float32)
 
 
 def _tokens(labels: np.ndarray, vocab_size: int, sequence_length: int, rng) -> np.ndarray:
