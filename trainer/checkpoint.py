@@ -38,8 +38,8 @@ class Checkpoints:
         self, model_dir: str, is_chief: bool, keep: int, async_save: bool = False, worker_input=None, **trackables
     ):
         self.is_chief = is_chief
-        # trainer.worker_input.IteratorCheckpoints when each worker reads its own part of the data:
-        # saved (first, by every worker) and restored with every checkpoint, at the same step.
+        # trainer.worker_input.IteratorCheckpoints when there are several workers (each has its own
+        # input position): saved (first, by every worker) and restored with every checkpoint.
         self.worker_input = worker_input
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
