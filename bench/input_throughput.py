@@ -5,7 +5,8 @@
 Writes one GoEmotions-sized text dataset (../shared/data/goemotions/train.tsv if present, else a
 generated one of the same size) as TSV, CSV and 8 TFRecord shards (trainer.prepare), then for
 each: the checking pass + vocabulary (seconds, once per run) and the examples/s of the real
-training stream (data.train_batches: shuffle, batch, this worker's rows). The consumption rate
+training stream (data.train_batches: shuffle, batch, this worker's rows), read from the files
+(every epoch) and with --cache_train_data (from the second epoch on). The consumption rate
 is the compiled text_bow train loop fed from memory. A ratio above 1 means the input keeps up.
 Short by design: other jobs share the CPU.
 """
@@ -60,9 +61,9 @@ def _write_csv(tsv: str, path: str) -> None:
             out.write('"' + text.replace('"', '""') + '","' + labels + '"\n')
 
 
-def _rate(dataset: tf.data.Dataset, batches: int) -> float:
+def _rate(dataset: tf.data.Dataset, batches: int, warm_up: int = 10) -> float:
     iterator = iter(dataset)
-    for _ in range(10):
+    for _ in range(warm_up):
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
@@ -106,12 +107,21 @@ def main(argv):
             setup = time.perf_counter() - start
             stream = data.train_batches(split, ["tokens"], topology, config.shuffle_buffer, 0, False)
             rate = _rate(stream, FLAGS.batches)
-            results.append((name, split.num_examples, setup, rate))
+            cached = data.train_batches(split, ["tokens"], topology, config.shuffle_buffer, 0, False, cache=True)
+            first_epoch = split.num_examples // FLAGS.global_batch_size + 1  # Fills the cache.
+            cached_rate = _rate(cached, FLAGS.batches, warm_up=first_epoch)
+            results.append((name, split.num_examples, setup, rate, cached_rate))
             consumption = consumption or _consumption(split, topology)
     print(f"\ntext_bow training consumes {consumption:,.0f} examples/s (global batch {FLAGS.global_batch_size}).")
-    print(f"{'source':<12} {'examples':>9} {'check+vocab s':>14} {'examples/s':>11} {'input/training':>15}")
-    for name, count, setup, rate in results:
-        print(f"{name:<12} {count:>9} {setup:>14.2f} {rate:>11,.0f} {rate / consumption:>15.2f}")
+    print(
+        f"{'source':<12} {'examples':>9} {'check+vocab s':>14} {'examples/s':>11} {'input/training':>15} "
+        f"{'cached ex/s':>12} {'cached/training':>16}"
+    )
+    for name, count, setup, rate, cached_rate in results:
+        print(
+            f"{name:<12} {count:>9} {setup:>14.2f} {rate:>11,.0f} {rate / consumption:>15.2f} "
+            f"{cached_rate:>12,.0f} {cached_rate / consumption:>16.2f}"
+        )
 
 
 if __name__ == "__main__":
