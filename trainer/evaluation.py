@@ -27,7 +27,10 @@ class Evaluator:
         self.topology = topology
         self.model_dir = model_dir
         self.input_names: List[str] = list(model.input.keys())
-        self._eval_step = steps.make_eval_step(strategy, topology, model, loss_fn, jit_compile)
+        self._totals = steps.make_eval_totals(strategy, model.output.shape[-1])
+        self._eval_step = steps.make_eval_step(strategy, topology, model, loss_fn, jit_compile, self._totals)
+        # Every worker reads the totals at the same point: the read sums over replicas and workers.
+        self._read_totals = tf.function(lambda: {name: total.read_value() for name, total in self._totals.items()})
         self._predict_step = steps.make_predict_step(strategy, topology, model)
         self._writers: Dict[str, tf.summary.SummaryWriter] = {}
 
@@ -36,12 +39,13 @@ class Evaluator:
 
     def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, Dict]:
         """One pass over `split`: (figures as in metrics/<split>-<step>.json, the summed statistics)."""
-        totals: Dict[str, np.ndarray] = {}
+        for total in self._totals.values():
+            total.assign(tf.zeros_like(total))
         thresholds_tensor = tf.constant(thresholds, tf.float32)
         for worker_batch in self._batches(split):
-            for name, value in self._eval_step(worker_batch, thresholds_tensor).items():
-                totals[name] = totals.get(name, 0.0) + value.numpy().astype(np.float64)
-        if not totals:
+            self._eval_step(worker_batch, thresholds_tensor)
+        totals = {name: value.numpy().astype(np.float64) for name, value in self._read_totals().items()}
+        if not totals["num_examples"]:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
         summary = {"step": step, "split": split_name, "loss": float(totals["loss_sum"] / totals["num_examples"])}
         summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))

@@ -23,6 +23,15 @@ BIN_EDGES = -LOGIT_RANGE + np.arange(NUM_BINS) / BINS_PER_LOGIT
 COUNT_KEYS = ("true_positives", "false_positives", "false_negatives", "support")
 
 
+def statistics_shapes(num_labels: int) -> Dict[str, tuple]:
+    """The shape of each sum `batch_statistics` returns (plus the evaluation's `loss_sum`)."""
+    per_label = (num_labels,)
+    shapes = {name: per_label for name in COUNT_KEYS + ("predicted_positives",)}
+    shapes.update(num_examples=(), exact_matches=(), loss_sum=())
+    shapes.update(positive_histogram=(num_labels, NUM_BINS), negative_histogram=(num_labels, NUM_BINS))
+    return shapes
+
+
 def batch_statistics(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
     """Sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row); thresholds [L]."""
     labels = tf.cast(labels, tf.float32)
