@@ -28,6 +28,7 @@ WORKDIR /opt/mltrain
 COPY setup.py ./
 COPY trainer ./trainer
 COPY launch ./launch
+COPY configs ./configs
 # The base image's TensorFlow already satisfies tensorflow~=2.21.0, so pip keeps it.
 RUN python -m pip install --no-compile . \
     && python -c "import launch.pod, trainer.main"

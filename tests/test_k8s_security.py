@@ -123,7 +123,7 @@ def test_dockerfile_pins_tensorflow_runs_non_root_and_enters_through_the_pod_ent
     assert not re.search(r"PASSWORD|TOKEN|SECRET|KEY", " ".join(env))
 
 
-def test_dockerignore_admits_only_the_package():
+def test_dockerignore_admits_only_the_package_and_its_recipes():
     rules = [r.strip() for r in (REPO / ".dockerignore").read_text().splitlines() if r.strip() and r[0] != "#"]
     assert rules[0] == "*"  # Deny by default: .venv, .git, runs/, credentials never reach the image.
-    assert {r[1:].rstrip("/") for r in rules if r.startswith("!")} == {"setup.py", "trainer", "launch"}
+    assert {r[1:].rstrip("/") for r in rules if r.startswith("!")} == {"setup.py", "trainer", "launch", "configs"}

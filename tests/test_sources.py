@@ -325,6 +325,7 @@ def test_mlp_on_yeast_reaches_micro_f1_060(tmp_path, shared_data):
             "--global_batch_size=64",
             "--train_steps=500",
             "--learning_rate=0.003",
+            "--lr_scaling=none",
             "--eval_every_steps=500",
             "--deterministic",
         ]
