@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import check_ok, error_line, max_weight_difference, read_metrics, run_trainer
 
-from trainer import data, records, text, tfds_source
+from trainer import data, records, sources, text, tfds_source
 from trainer.config import DataConfig
 from trainer.distribute import Topology
 from trainer.errors import UserError
@@ -119,6 +119,16 @@ def test_every_text_format_yields_identical_batches(tmp_path):
         assert_same_batches(reference, other)
 
 
+def test_blank_lines_are_skipped(tmp_path):
+    rows = _examples()
+    reference_split, reference = batches(write_text_formats(tmp_path, rows)["goemotions_tsv"])
+    lines = [f"{t}\t{','.join(map(str, ids))}\tid{i}" for i, (t, ids, _) in enumerate(rows)]
+    spaced = [line for i, line in enumerate(lines) for line in ((line, "", "  \t ") if i % 3 == 0 else (line,))]
+    split, other = batches(_write(tmp_path / "spaced.tsv", [""] + spaced))
+    assert split.num_examples == reference_split.num_examples
+    assert_same_batches(reference, other)
+
+
 def test_numeric_csv_and_tfrecord_yield_identical_batches(tmp_path):
     paths = write_numeric_formats(tmp_path, _examples())
     split, reference = batches(paths["csv"])
@@ -160,11 +170,15 @@ def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
     with tfds.testing.mock_data(num_examples=6):
         goemotions = data.load_split(DataConfig(), "train", "tfds:goemotions:train", 0)
         raw = list(tfds.load("goemotions", split="train"))
+        # Two workers' record shards (what a multi-worker run without --deterministic reads).
+        parts = [list(goemotions.read_part(sources.Part(2, i, by_file=False))) for i in range(2)]
         voc = data.load_split(DataConfig(image_size=16), "train", "tfds:voc/2007:validation", 0)
         objects = [set(e["objects"]["label"].numpy().tolist()) for e in tfds.load("voc/2007", split="validation")]
     assert goemotions.spec.label_names == tfds_source.GOEMOTIONS_LABELS
     expected = [[float(e[name].numpy()) for name in tfds_source.GOEMOTIONS_LABELS] for e in raw]
     np.testing.assert_array_equal([labels.numpy() for _, labels in goemotions.examples], expected)
+    for index, part in enumerate(parts):  # Records index, index + 2, ...: disjoint, together all.
+        np.testing.assert_array_equal([labels.numpy() for _, labels in part], expected[index::2])
     assert goemotions.spec.vocabulary and "tokens" in goemotions.spec.feature_specs
     assert voc.spec.num_labels == 20 and voc.spec.label_names[0] == "aeroplane"
     assert voc.spec.feature_specs["image"].shape == (16, 16, 3)
