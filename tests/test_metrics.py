@@ -17,10 +17,19 @@ NAMES = [f"l{i}" for i in range(6)]
 def _statistics(labels, probabilities, thresholds):
     logits = np.log(probabilities) - np.log1p(-probabilities)
     mask = np.ones(len(labels), np.float32)
-    totals = metrics.batch_statistics(
-        tf.constant(labels, tf.float32), tf.constant(logits, tf.float32), tf.constant(mask), tf.constant(thresholds)
+    shapes = metrics.statistics_shapes(labels.shape[1])
+    totals = {name: tf.Variable(tf.zeros(shape, tf.int32)) for name, shape in shapes.items()}
+    metrics.add_batch(
+        totals,
+        tf.constant(labels, tf.float32),
+        tf.constant(logits, tf.float32),
+        tf.constant(mask),
+        tf.constant(thresholds),
     )
-    return {k: v.numpy().astype(np.float64) for k, v in totals.items()}
+    return {
+        k: np.asarray(v, np.float64)
+        for k, v in metrics.unpack_histograms({k: v.numpy() for k, v in totals.items()}).items()
+    }
 
 
 def assert_matches_sklearn(summary, labels, probabilities, thresholds):

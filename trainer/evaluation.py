@@ -44,7 +44,8 @@ class Evaluator:
         thresholds_tensor = tf.constant(thresholds, tf.float32)
         for worker_batch in self._batches(split):
             self._eval_step(worker_batch, thresholds_tensor)
-        totals = {name: value.numpy().astype(np.float64) for name, value in self._read_totals().items()}
+        totals = metrics.unpack_histograms({name: value.numpy() for name, value in self._read_totals().items()})
+        totals = {name: np.asarray(value, np.float64) for name, value in totals.items()}
         if not totals["num_examples"]:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
         summary = {"step": step, "split": split_name, "loss": float(totals["loss_sum"] / totals["num_examples"])}

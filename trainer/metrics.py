@@ -1,12 +1,12 @@
 """Per-label statistics: summed in the distributed step, turned into figures on the host.
 
-`batch_statistics` runs on each replica and returns only sums, so adding them across
-replicas, workers and batches is exact. Each label gets exact counts at its threshold plus
-histograms of positives' and negatives' logits; average precision, ROC-AUC and threshold
-tuning come from the histograms. Bins are uniform in logit space (fine where probabilities
-crowd near 0 and 1), 1/256 of a logit wide so that AP and ROC-AUC stay within 1e-3 of the
-exact figures even for a barely trained model (tested); probability 0.5 (logit 0) is a bin
-edge. Logits beyond +-16 (probabilities within 1e-7 of 0 or 1) share the end bins.
+`add_batch` runs on each replica and only adds to sums, so adding across replicas, workers
+and batches is exact. Each label gets exact counts at its threshold plus histograms of
+positives' and negatives' logits; average precision, ROC-AUC and threshold tuning come from
+the histograms. Bins are uniform in logit space (fine where probabilities crowd near 0 and
+1), 1/256 of a logit wide so that AP and ROC-AUC stay within 1e-3 of the exact figures even
+for a barely trained model (tested); probability 0.5 (logit 0) is a bin edge. Logits beyond
++-16 (probabilities within 1e-7 of 0 or 1) share the end bins.
 """
 
 from typing import Dict, List
@@ -24,30 +24,25 @@ COUNT_KEYS = ("true_positives", "false_positives", "false_negatives", "support")
 
 
 def statistics_shapes(num_labels: int) -> Dict[str, tuple]:
-    """The shape of each sum `batch_statistics` returns (plus the evaluation's `loss_sum`)."""
+    """The shape of each sum `add_batch` adds to (plus the evaluation's `loss_sum`).
+
+    `histograms` is flat, ordered label, then negatives/positives, then bin (see
+    `unpack_histograms`), so one scatter fills both halves and a label's updates stay close.
+    """
     per_label = (num_labels,)
     shapes = {name: per_label for name in COUNT_KEYS + ("predicted_positives",)}
     shapes.update(num_examples=(), exact_matches=(), loss_sum=())
-    shapes.update(positive_histogram=(num_labels, NUM_BINS), negative_histogram=(num_labels, NUM_BINS))
+    shapes.update(histograms=(num_labels * 2 * NUM_BINS,))
     return shapes
 
 
-def batch_statistics(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
-    """Sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row); thresholds [L]."""
+def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
+    """Count sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row); thresholds [L]."""
     labels = tf.cast(labels, tf.float32)
     mask = tf.cast(mask, tf.float32)[:, None]
-    logits = tf.cast(logits, tf.float32)
-    predicted = tf.cast(tf.sigmoid(logits) >= thresholds, tf.float32)
+    predicted = tf.cast(tf.sigmoid(tf.cast(logits, tf.float32)) >= thresholds, tf.float32)
     positives, negatives = labels * mask, (1 - labels) * mask
     mistakes = tf.reduce_sum(tf.abs(predicted - labels) * mask, axis=1)
-    num_labels = tf.shape(labels)[1]
-    bins = tf.clip_by_value(tf.cast(tf.floor((logits + LOGIT_RANGE) * BINS_PER_LOGIT), tf.int32), 0, NUM_BINS - 1)
-    segments = tf.reshape(bins + tf.range(num_labels)[None, :] * NUM_BINS, [-1])
-
-    def histogram(weights):
-        counts = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), segments, num_labels * NUM_BINS)
-        return tf.reshape(counts, [num_labels, NUM_BINS])
-
     return {
         "true_positives": tf.reduce_sum(predicted * positives, axis=0),
         "false_positives": tf.reduce_sum(predicted * negatives, axis=0),
@@ -56,9 +51,42 @@ def batch_statistics(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
         "predicted_positives": tf.reduce_sum(predicted * mask, axis=0),
         "num_examples": tf.reduce_sum(mask),
         "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * mask[:, 0]),
-        "positive_histogram": histogram(positives),
-        "negative_histogram": histogram(negatives),
     }
+
+
+def histogram_updates(labels, logits, mask):
+    """(indices, counts) adding each score of the batch to its bin of the flat `histograms`; padded rows add 0."""
+    # Label-major order: consecutive updates land in the same label's bins (faster to scatter).
+    logits = tf.transpose(tf.cast(logits, tf.float32))
+    is_positive = tf.transpose(tf.cast(labels, tf.int32))
+    num_labels, batch_size = tf.shape(logits)[0], tf.shape(logits)[1]
+    bins = tf.clip_by_value(tf.cast(tf.floor((logits + LOGIT_RANGE) * BINS_PER_LOGIT), tf.int32), 0, NUM_BINS - 1)
+    indices = (tf.range(num_labels)[:, None] * 2 + is_positive) * NUM_BINS + bins
+    counts = tf.broadcast_to(tf.cast(mask, tf.int32)[None, :], [num_labels, batch_size])
+    return tf.reshape(indices, [-1]), tf.reshape(counts, [-1])
+
+
+def add_batch(totals: Dict[str, tf.Variable], labels, logits, mask, thresholds) -> None:
+    """Adds one (replica's) batch to `totals`, int32 variables shaped as `statistics_shapes`.
+
+    The histograms are scattered straight into their variable: building them dense per batch
+    and adding them would move 64 MB per batch at 1,000 labels (bench/metrics_overhead.py).
+    Under a tf.distribute strategy `handle` is this replica's copy (sync-on-read variables
+    have no scatter methods).
+    """
+    for name, value in batch_counts(labels, logits, mask, thresholds).items():
+        totals[name].assign_add(tf.cast(value, totals[name].dtype))
+    indices, counts = histogram_updates(labels, logits, mask)
+    tf.raw_ops.ResourceScatterAdd(resource=totals["histograms"].handle, indices=indices, updates=counts)
+
+
+def unpack_histograms(totals: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """`totals` read to NumPy, with the flat `histograms` split into `positive_histogram` and
+    `negative_histogram`, each [L, NUM_BINS]: the form every function below takes."""
+    unpacked = dict(totals)
+    histograms = np.asarray(unpacked.pop("histograms")).reshape(-1, 2, NUM_BINS)
+    unpacked["negative_histogram"], unpacked["positive_histogram"] = histograms[:, 0], histograms[:, 1]
+    return unpacked
 
 
 def _divide(numerator, denominator):

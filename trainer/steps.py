@@ -52,7 +52,7 @@ def make_train_loop(
 
 
 def make_eval_totals(strategy, num_labels: int):
-    """Sums of metrics.batch_statistics over one evaluation pass, one copy per replica.
+    """Sums of metrics.add_batch over one evaluation pass, one copy per replica.
 
     Each replica adds its batches to its own copy, so a pass costs no collective per batch (at
     1,000 labels the histograms are 64 MB); reading the totals in cross-replica context sums the
@@ -77,18 +77,15 @@ def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bo
     (make_eval_totals) on each replica."""
 
     @tf.function(jit_compile=jit_compile)
-    def replica_statistics(features, labels, mask, thresholds):
+    def replica_add_statistics(features, labels, mask, thresholds):
         logits = model(features, training=False)
-        statistics = metrics.batch_statistics(labels, logits, mask, thresholds)
-        statistics["loss_sum"] = tf.reduce_sum(loss_fn(labels, logits) * mask)
-        return statistics
+        metrics.add_batch(totals, labels, logits, mask, thresholds)
+        totals["loss_sum"].assign_add(tf.reduce_sum(loss_fn(labels, logits) * mask))
 
     def replica_eval(features, labels, mask, thresholds):
         # A plain function around the compiled one: handed a tf.function directly,
         # strategy.run would place every replica's XLA cluster on the first device.
-        statistics = replica_statistics(features, labels, mask, thresholds)
-        for name, value in statistics.items():
-            totals[name].assign_add(tf.cast(value, totals[name].dtype))
+        replica_add_statistics(features, labels, mask, thresholds)
 
     @tf.function
     def eval_step(worker_batch, thresholds):
