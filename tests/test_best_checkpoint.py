@@ -6,8 +6,12 @@ import os
 import re
 import signal
 
+import numpy as np
 from conftest import TINY, check_ok, error_line, max_weight_difference, run_trainer
+from test_export import read_predictions, score_in_fresh_process
 from test_resume import read_until, start_trainer
+
+from trainer import synthetic
 
 
 def eval_values(model_dir, block, name):
@@ -20,8 +24,13 @@ def eval_values(model_dir, block, name):
     return values
 
 
-def read_best(model_dir):
-    with open(os.path.join(model_dir, "checkpoints", "best", "best.json")) as f:
+def read_best(model_dir, name="best.json"):
+    with open(os.path.join(model_dir, "checkpoints", "best", name)) as f:
+        return json.load(f)
+
+
+def read_json(*path):
+    with open(os.path.join(*path)) as f:
         return json.load(f)
 
 
@@ -43,6 +52,61 @@ def test_best_checkpoint_holds_the_best_evaluation_and_survives_a_resume(tmp_pat
     assert "Resuming at step 40 of 60" in result.stderr
     assert read_best(tmp_path) == unbeatable
     assert "New best" not in result.stderr
+
+
+def test_checkpoint_best_evaluates_predicts_and_exports_the_best_checkpoint_with_its_thresholds(tmp_path):
+    flags = TINY + [f"--model_dir={tmp_path}", "--synthetic_eval_examples=300"]
+    check_ok(run_trainer(flags + ["--eval_every_steps=10", "--train_steps=30"]))
+    # Training on without evaluations: the latest checkpoint moves to step 60, the best stays.
+    check_ok(run_trainer(flags + ["--mode=train", "--train_steps=60"]))
+    best_step = read_best(tmp_path)["step"]
+    best_thresholds = read_best(tmp_path, "thresholds.json")
+    periodic = read_json(tmp_path, "metrics", f"eval-{best_step}.json")
+    # Tuned on that evaluation's statistics, as thresholds.json is at the end of training.
+    assert list(best_thresholds) == list(periodic["labels"])
+    assert any(t != 0.5 for t in best_thresholds.values()) and all(0 < t < 1 for t in best_thresholds.values())
+
+    check_ok(run_trainer(flags + ["--mode=eval", "--checkpoint=best"]))
+    evaluated = read_json(tmp_path, "metrics", f"best-eval-{best_step}.json")
+    assert evaluated["step"] == best_step and evaluated["checkpoint"] == "best"
+    # The same weights as that evaluation (AP does not depend on thresholds), scored at the best's own thresholds.
+    for name, row in evaluated["labels"].items():
+        assert row["threshold"] == np.float32(best_thresholds[name])
+        assert row["average_precision"] == periodic["labels"][name]["average_precision"]
+    assert read_json(tmp_path, "metrics", f"eval-{best_step}.json") == periodic  # The run's history is kept.
+
+    check_ok(run_trainer(flags + ["--mode=predict", "--test_data=synthetic"]))
+    latest_predictions = read_predictions(tmp_path)
+    check_ok(run_trainer(flags + ["--mode=predict", "--test_data=synthetic", "--checkpoint=best"]))
+    predictions = read_predictions(tmp_path)
+    probabilities = np.array([p["probabilities"] for p in predictions])
+    assert np.abs(probabilities - [p["probabilities"] for p in latest_predictions]).max() > 1e-3
+    names, thresholds = list(best_thresholds), np.array(list(best_thresholds.values()), np.float32)
+    assert [p["labels"] for p in predictions] == [
+        [names[j] for j in np.flatnonzero(row >= thresholds)] for row in probabilities.astype(np.float32)
+    ]
+
+    check_ok(run_trainer(flags + ["--mode=export", "--checkpoint=best"]))
+    features, _ = synthetic.make_split("test", 300, 8, 16, 2000, 32, seed=42)
+    served = score_in_fresh_process(
+        os.path.join(tmp_path, "export"), {"features": features["features"].tolist()}, tmp_path
+    )
+    np.testing.assert_allclose(served["thresholds"], thresholds, rtol=1e-6)
+    np.testing.assert_allclose(served["probabilities"], probabilities, atol=1e-6)
+
+
+def test_checkpoint_best_without_one_or_when_training_is_one_error_line_and_exit_1(tmp_path):
+    flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--train_steps=10"]
+    result = run_trainer(flags + ["--checkpoint=best"])
+    assert result.returncode == 1
+    assert "--checkpoint=best is for --mode=eval, predict or export" in error_line(result)
+    assert not os.listdir(tmp_path)
+    check_ok(run_trainer(flags))  # No evaluations: no best checkpoint.
+    before = sorted(os.listdir(os.path.join(tmp_path, "checkpoints")))
+    result = run_trainer(TINY + [f"--model_dir={tmp_path}", "--mode=eval", "--checkpoint=best"])
+    assert result.returncode == 1
+    assert "holds no checkpoint" in error_line(result) and "--checkpoint=latest" in error_line(result)
+    assert sorted(os.listdir(os.path.join(tmp_path, "checkpoints"))) == before
 
 
 def test_a_bad_best_metric_is_one_error_line_and_exit_1(tmp_path):

@@ -10,8 +10,9 @@ checkpoint that is corrupt or truncated anyway (a full disk, a copy cut short) i
 with a warning and the one before it is used. This holds for async saves too: the manager
 updates the index from the write's completion callback.
 
-The best evaluation so far is kept apart, under `checkpoints/best/` with `best.json`, so that
-`--keep_checkpoints` rotation never deletes it.
+The best evaluation so far is kept apart, under `checkpoints/best/` with `best.json` and the
+thresholds tuned at that evaluation, so that `--keep_checkpoints` rotation never deletes it and
+`--checkpoint=best` can evaluate, predict and export it.
 """
 
 import json
@@ -24,6 +25,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 from absl import logging
 
+from trainer import metrics, reporting
 from trainer.errors import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -151,9 +153,35 @@ def metric_value(summary: Dict, metric: str) -> float:
     return float(value)
 
 
+def best_directory(model_dir: str) -> str:
+    return os.path.join(model_dir, CHECKPOINT_SUBDIR, BEST_SUBDIR)
+
+
+def restore_best(model_dir: str, checkpoint: tf.train.Checkpoint) -> str:
+    """Restores `checkpoints/best/`; returns its path. Call inside the strategy scope."""
+    path = tf.train.latest_checkpoint(best_directory(model_dir))
+    if path is None:
+        raise UserError(
+            f"--checkpoint=best: {best_directory(model_dir)} holds no checkpoint; only --mode=train_and_eval "
+            "with --eval_data keeps one. Use --checkpoint=latest, or train with evaluations."
+        )
+    try:
+        checkpoint.restore(path).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
+        raise UserError(
+            f"--checkpoint=best: {path} could not be restored ({str(e).strip().splitlines()[0][:200]}); "
+            "use --checkpoint=latest."
+        ) from None
+    logging.info("Restored the best checkpoint %s", path)
+    if not os.path.exists(os.path.join(best_directory(model_dir), "thresholds.json")):
+        logging.warning("%s has no thresholds.json (an older run): 0.5 for every label.", best_directory(model_dir))
+    return path
+
+
 class BestCheckpoint:
-    """Keeps the checkpoint of the best evaluation so far in `checkpoints/best/` (one kept) and
-    its figures in `checkpoints/best/best.json`: {"step", "metric", "value"}.
+    """Keeps the checkpoint of the best evaluation so far in `checkpoints/best/` (one kept), the
+    thresholds tuned on that evaluation in `checkpoints/best/thresholds.json`, and its figures in
+    `checkpoints/best/best.json`: {"step", "metric", "value"}.
 
     The best value so far comes from best.json, so it survives a resume. Every worker must make
     the same save decision (a save takes all of them), so the chief's best.json value is handed
@@ -164,7 +192,7 @@ class BestCheckpoint:
         self.is_chief = is_chief
         self.metric = metric
         self.checkpoint = checkpoint
-        self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR, BEST_SUBDIR)
+        self.directory = best_directory(model_dir)
         self.path = os.path.join(self.directory, "best.json")
         self.lower_is_better = metric in LOWER_IS_BETTER
         self.value = self._read_best() if is_chief else None
@@ -207,8 +235,9 @@ class BestCheckpoint:
         if not self.is_chief and self.value is not None:
             logging.info("Best %s so far, from the chief: %.6g", self.metric, self.value)
 
-    def update(self, summary: Dict) -> bool:
-        """Saves the checkpoint as the best one if `summary` improves on the best so far; every worker calls it."""
+    def update(self, summary: Dict, totals: Dict) -> bool:
+        """Saves the checkpoint as the best one if `summary` (figures at 0.5, from `totals`, the
+        evaluation's summed statistics) improves on the best so far; every worker calls it."""
         value = metric_value(summary, self.metric)
         if not math.isfinite(value):
             return False
@@ -219,11 +248,13 @@ class BestCheckpoint:
         if self.is_chief:
             manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
             path = manager.save(checkpoint_number=step)
+            # Tuned as the end of training tunes thresholds.json, on the same eval split.
+            reporting.write_thresholds(self.directory, list(summary["labels"]), metrics.tune_thresholds(totals))
             tmp = f"{self.path}.tmp-{os.getpid()}"
             with open(tmp, "w") as f:
                 json.dump({"step": step, "metric": self.metric, "value": value}, f)
                 f.write("\n")
-            os.replace(tmp, self.path)  # After the checkpoint: best.json never names a missing one.
+            os.replace(tmp, self.path)  # Last: best.json never names a missing checkpoint or thresholds.
             logging.info("New best %s %.6g at step %d: saved %s", self.metric, value, step, path)
         else:
             _save_to_scratch(self.checkpoint, step)

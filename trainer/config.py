@@ -19,6 +19,8 @@ MODEL_NAMES = (
     "cnn",
 )  # The keys of models.MODELS (tests keep the two equal).
 MODES = ("train", "eval", "train_and_eval", "predict", "export")
+# Which checkpoint eval/predict/export use: the newest, or checkpoints/best/ with its own thresholds.
+CHECKPOINT_CHOICES = ("latest", "best")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
@@ -134,6 +136,7 @@ class DistributeConfig:
 class Config:
     model_dir: str = ""
     mode: str = "train_and_eval"
+    checkpoint: str = "latest"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -158,6 +161,12 @@ def validate(config: Config) -> Config:
     """Checks everything that can be checked before TensorFlow starts; returns `config`."""
     _require(bool(config.model_dir), "--model_dir is required: the directory the run writes to.")
     _choice("mode", config.mode, MODES)
+    _choice("checkpoint", config.checkpoint, CHECKPOINT_CHOICES)
+    _require(
+        config.checkpoint == "latest" or config.mode in ("eval", "predict", "export"),
+        f"--checkpoint=best is for --mode=eval, predict or export; --mode={config.mode} always resumes from "
+        "the latest checkpoint.",
+    )
     data, model, train, dist = config.data, config.model, config.train, config.distribute
     _choice("data_format", data.data_format, DATA_FORMATS)
     _require(data.max_tokens > 2, f"--max_tokens must exceed 2 (padding and out-of-vocabulary), got {data.max_tokens}.")

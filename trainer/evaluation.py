@@ -23,9 +23,21 @@ SUMMARY_BLOCKS = ("micro", "macro", "weighted", "paper", "hamming_loss", "subset
 class Evaluator:
     """Holds the compiled eval/predict steps of one model and where results go."""
 
-    def __init__(self, strategy, topology: Topology, model, loss_fn, jit_compile: bool, model_dir: str):
+    def __init__(
+        self,
+        strategy,
+        topology: Topology,
+        model,
+        loss_fn,
+        jit_compile: bool,
+        model_dir: str,
+        checkpoint: str = "latest",
+    ):
         self.topology = topology
         self.model_dir = model_dir
+        # `best` (--checkpoint=best): results go to metrics/best-<split>-<step>.* and tensorboard/best-<split>,
+        # apart from the run's own history (the periodic evaluation of that step is there already).
+        self.checkpoint = checkpoint
         self.input_names: List[str] = list(model.input.keys())
         self._totals = steps.make_eval_totals(strategy, model.output.shape[-1])
         self._eval_step = steps.make_eval_step(strategy, topology, model, loss_fn, jit_compile, self._totals)
@@ -48,23 +60,28 @@ class Evaluator:
         totals = {name: np.asarray(value, np.float64) for name, value in totals.items()}
         if not totals["num_examples"]:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
-        summary = {"step": step, "split": split_name, "loss": float(totals["loss_sum"] / totals["num_examples"])}
+        summary = {
+            "step": step,
+            "split": split_name,
+            "checkpoint": self.checkpoint,
+            "loss": float(totals["loss_sum"] / totals["num_examples"]),
+        }
         summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))
         return summary, totals
 
     def report(self, summary: Dict, totals: Optional[Dict] = None) -> None:
-        """Chief only: the log table, metrics/<split>-<step>.json and .csv, TensorBoard scalars,
-        and per-label PR curves when given the summed statistics."""
+        """Chief only: the log table, metrics/<split>-<step>.json and .csv (best-<split>-... for
+        --checkpoint=best), TensorBoard scalars, and per-label PR curves when given the summed statistics."""
         if not self.topology.is_chief:
             return
+        split = summary["split"] if self.checkpoint == "latest" else f"{self.checkpoint}-{summary['split']}"
         title = (
-            f"[{summary['split']}] step {summary['step']}: loss {summary['loss']:.4f}  "
+            f"[{split}] step {summary['step']}: loss {summary['loss']:.4f}  "
             f"micro-F1 {summary['micro']['f1']:.4f}  macro-F1 {summary['macro']['f1']:.4f}  "
             f"macro-AP {summary['macro']['average_precision']:.4f}"
         )
         print(reporting.table(summary, title), flush=True)
-        logging.info("Wrote %s", reporting.write_metrics(self.model_dir, summary["split"], summary["step"], summary))
-        split = summary["split"]
+        logging.info("Wrote %s", reporting.write_metrics(self.model_dir, split, summary["step"], summary))
         if split not in self._writers:
             self._writers[split] = tf.summary.create_file_writer(os.path.join(self.model_dir, "tensorboard", split))
         reporting.write_summaries(self._writers[split], summary["step"], summary)
@@ -72,15 +89,18 @@ class Evaluator:
             label_names = list(summary["labels"])
             reporting.write_pr_curves(self._writers[split], summary["step"], label_names, totals)
 
-    def evaluate_and_report(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Dict:
+    def evaluate_and_report(
+        self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int
+    ) -> Tuple[Dict, Dict]:
+        """`evaluate`, then `report`; returns what `evaluate` does."""
         summary, totals = self.evaluate(split_name, split, thresholds, step)
         self.report(summary, totals)
-        return summary
+        return summary, totals
 
-    def tune_and_report(self, eval_split: data.Split, test_split: Optional[data.Split], step: int) -> Dict:
+    def tune_and_report(self, eval_split: data.Split, test_split: Optional[data.Split], step: int) -> Tuple[Dict, Dict]:
         """Tunes one threshold per label on eval, reports tuned figures (with the 0.5 ones beside
         them), writes thresholds.json, then evaluates test with the tuned thresholds. Returns the
-        figures at 0.5, comparable with the periodic evaluations."""
+        figures at 0.5, comparable with the periodic evaluations, and their summed statistics."""
         label_names = eval_split.spec.label_names
         at_half, totals = self.evaluate("eval", eval_split, np.full(len(label_names), 0.5, np.float32), step)
         thresholds = metrics.tune_thresholds(totals)
@@ -98,7 +118,7 @@ class Evaluator:
             )
         if test_split is not None:
             self.evaluate_and_report("test", test_split, thresholds, step)
-        return at_half
+        return at_half, totals
 
     def predict(self, split: data.Split, thresholds: np.ndarray) -> None:
         """Scores `split` in input order into model_dir/predictions.jsonl."""

@@ -154,7 +154,9 @@ def run(config: Config) -> None:
     input_names = list(model.input.keys())
     positive_fraction = first.label_counts / max(first.num_examples, 1) if training else None
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
-    evaluator = evaluation.Evaluator(strategy, topology, model, loss_fn, train.jit_compile, config.model_dir)
+    evaluator = evaluation.Evaluator(
+        strategy, topology, model, loss_fn, train.jit_compile, config.model_dir, config.checkpoint
+    )
 
     # -- Restore (resume order: this model_dir's latest checkpoint, else fresh). The train
     # iterator is part of the checkpoint, so it exists before the restore.
@@ -189,7 +191,12 @@ def run(config: Config) -> None:
         **trackables,
     )
     with strategy.scope():
-        restored = checkpoints.restore_latest()
+        if config.checkpoint == "best":
+            restored = checkpoint.restore_best(config.model_dir, checkpoints.without_input)
+        else:
+            restored = checkpoints.restore_latest()
+    # Thresholds go with the checkpoint: the best one has its own, tuned at its evaluation.
+    thresholds_dir = checkpoint.best_directory(config.model_dir) if config.checkpoint == "best" else config.model_dir
     best = None
     if config.mode == "train_and_eval" and eval_split is not None:
         best = checkpoint.BestCheckpoint(
@@ -293,10 +300,10 @@ def run(config: Config) -> None:
                 and current % train.eval_every_steps == 0
                 and current < train.train_steps
             ):
-                summary = evaluator.evaluate_and_report(
+                summary, totals = evaluator.evaluate_and_report(
                     "eval", eval_split, np.full(spec.num_labels, 0.5, np.float32), current
                 )
-                best.update(summary)
+                best.update(summary, totals)
         checkpoints.sync()
 
         # Every worker logs this; equal digests prove the replicas ended in sync.
@@ -304,17 +311,17 @@ def run(config: Config) -> None:
 
     # -- Evaluate / predict with the tuned (or saved) thresholds.
     if config.mode == "train_and_eval" and eval_split is not None:
-        at_half = evaluator.tune_and_report(eval_split, test_split, current)
+        at_half, totals = evaluator.tune_and_report(eval_split, test_split, current)
         if best is not None:  # The final step competes too, at the same 0.5 thresholds as the others.
-            best.update(at_half)
+            best.update(at_half, totals)
     elif config.mode == "eval":
-        thresholds = reporting.read_thresholds(config.model_dir, spec.label_names)
+        thresholds = reporting.read_thresholds(thresholds_dir, spec.label_names)
         for name, split in (("eval", eval_split), ("test", test_split)):
             if split is not None:
                 evaluator.evaluate_and_report(name, split, thresholds, current)
     elif config.mode == "predict":
-        evaluator.predict(test_split, reporting.read_thresholds(config.model_dir, spec.label_names))
+        evaluator.predict(test_split, reporting.read_thresholds(thresholds_dir, spec.label_names))
     elif config.mode == "export" and topology.is_chief:
-        thresholds = reporting.read_thresholds(config.model_dir, spec.label_names)
+        thresholds = reporting.read_thresholds(thresholds_dir, spec.label_names)
         export.export(model, spec, input_names, thresholds, config.data.sequence_length, config.data.text_bigrams,
                       config.model_dir)  # fmt: skip

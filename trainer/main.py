@@ -16,6 +16,13 @@ _DATA, _MODEL, _TRAIN, _LOSS, _DIST = DataConfig(), ModelConfig(), TrainConfig()
 
 flags.DEFINE_string("model_dir", None, "Directory the run writes to; re-running with the same one resumes.")
 flags.DEFINE_enum("mode", Config.mode, config_lib.MODES, "What to do.")
+flags.DEFINE_enum(
+    "checkpoint",
+    Config.checkpoint,
+    config_lib.CHECKPOINT_CHOICES,
+    "Which checkpoint eval/predict/export use: the latest, or the best evaluation's (checkpoints/best/, "
+    "with the thresholds tuned at that evaluation).",
+)
 # Data.
 flags.DEFINE_string("train_data", _DATA.train_data, "Training data: a path/glob, `synthetic`, or tfds:NAME:SPLIT.")
 flags.DEFINE_string("eval_data", _DATA.eval_data, "Evaluation data (thresholds are tuned on it).")
@@ -131,6 +138,7 @@ def config_from_flags() -> Config:
         Config(
             model_dir=f.model_dir or "",
             mode=f.mode,
+            checkpoint=f.checkpoint,
             data=DataConfig(
                 train_data=f.train_data,
                 eval_data=f.eval_data,

@@ -78,14 +78,15 @@ def write_metrics(model_dir: str, split: str, step: int, summary: Dict) -> str:
     return stem + ".json"
 
 
-def write_thresholds(model_dir: str, label_names: List[str], thresholds: np.ndarray) -> None:
+def write_thresholds(directory: str, label_names: List[str], thresholds: np.ndarray) -> None:
+    """`directory`/thresholds.json (the model dir, or checkpoints/best/)."""
     text = json.dumps({name: float(t) for name, t in zip(label_names, thresholds)}, indent=2)
-    atomic_write(os.path.join(model_dir, "thresholds.json"), text + "\n")
+    atomic_write(os.path.join(directory, "thresholds.json"), text + "\n")
 
 
-def read_thresholds(model_dir: str, label_names: List[str]) -> np.ndarray:
-    """Saved thresholds in label order; 0.5 for every label when none were tuned yet."""
-    path = os.path.join(model_dir, "thresholds.json")
+def read_thresholds(directory: str, label_names: List[str]) -> np.ndarray:
+    """Thresholds saved in `directory`, in label order; 0.5 for every label when none were tuned yet."""
+    path = os.path.join(directory, "thresholds.json")
     if not os.path.exists(path):
         return np.full(len(label_names), 0.5, np.float32)
     with open(path) as f:
