@@ -1,4 +1,5 @@
-"""What an end-of-run evaluation leaves for people: TensorBoard PR curves and the PNG report."""
+"""What an end-of-run evaluation leaves for people: TensorBoard PR curves and the PNG report; files
+(metrics, predictions) replaced only when complete."""
 
 import glob
 import os
@@ -6,6 +7,8 @@ import os
 import pytest
 import tensorflow as tf
 from conftest import TINY, check_ok, run_trainer
+
+from trainer import reporting
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +37,18 @@ def test_png_report_is_written_at_the_end(run_dir):
         content = f.read()
     assert content[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(content) > 10_000
+
+
+def test_a_file_written_in_place_replaces_the_old_one_only_when_complete(tmp_path):
+    path = str(tmp_path / "out" / "predictions.jsonl")
+    with reporting.atomic_file(path) as f:
+        f.write("old\n")
+    with pytest.raises(RuntimeError):
+        with reporting.atomic_file(path) as f:
+            f.write("half of the new\n")
+            raise RuntimeError("stopped half-way")
+    assert open(path).read() == "old\n"
+    assert os.listdir(tmp_path / "out") == ["predictions.jsonl"]  # The partial file is gone.
+    with reporting.atomic_file(path) as f:
+        f.write("new\n")
+    assert open(path).read() == "new\n"

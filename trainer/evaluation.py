@@ -4,6 +4,7 @@ Eval batches are padded to the global batch with a mask, so each example counts 
 whatever the number of replicas and workers.
 """
 
+import contextlib
 import json
 import os
 from typing import Dict, List, Optional, Tuple
@@ -121,21 +122,23 @@ class Evaluator:
         return at_half, totals
 
     def predict(self, split: data.Split, thresholds: np.ndarray) -> None:
-        """Scores `split` in input order into model_dir/predictions.jsonl."""
+        """Scores `split` in input order into model_dir/predictions.jsonl, written batch by batch
+        (memory stays flat however large the split) and put in place when complete."""
         names = np.array(split.spec.label_names)
-        lines = []
-        for worker_batch in self._batches(split):
-            probabilities, mask = (t.numpy() for t in self._predict_step(worker_batch))
-            for row in probabilities[mask > 0]:
-                lines.append(
-                    json.dumps(
-                        {
-                            "probabilities": [round(float(p), 7) for p in row],
-                            "labels": names[row >= thresholds].tolist(),
-                        }
-                    )
-                )
+        path = os.path.join(self.model_dir, "predictions.jsonl")
+        count = 0
+        # Every worker runs the steps (they gather across workers); the chief writes.
+        with reporting.atomic_file(path) if self.topology.is_chief else contextlib.nullcontext() as out:
+            for batch_index, worker_batch in enumerate(self._batches(split)):
+                probabilities, mask = (t.numpy() for t in self._predict_step(worker_batch))
+                probabilities = probabilities[mask > 0]
+                count += len(probabilities)
+                if out is not None:
+                    rounded = np.round(probabilities.astype(np.float64), 7).tolist()
+                    for row, row_rounded in zip(probabilities, rounded):
+                        labels = names[row >= thresholds].tolist()
+                        out.write(json.dumps({"probabilities": row_rounded, "labels": labels}) + "\n")
+                if (batch_index + 1) % 100 == 0:
+                    logging.info("[predict] scored %d examples", count)
         if self.topology.is_chief:
-            path = os.path.join(self.model_dir, "predictions.jsonl")
-            reporting.atomic_write(path, "".join(line + "\n" for line in lines))
-            logging.info("Wrote %d predictions to %s", len(lines), path)
+            logging.info("Wrote %d predictions to %s", count, path)

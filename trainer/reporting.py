@@ -1,12 +1,13 @@
 """What an evaluation leaves behind: the log table, metrics/<split>-<step>.json and .csv,
 thresholds.json, and TensorBoard scalars and PR curves. Only the chief calls these."""
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from typing import Dict, List
+from typing import Dict, Iterator, List, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -47,12 +48,24 @@ def table(summary: Dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def atomic_write(path: str, text: str) -> None:
+@contextlib.contextmanager
+def atomic_file(path: str) -> Iterator[TextIO]:
+    """A text file written in place of `path` only when the block completes: on an error the old
+    `path` is untouched and the partial file removed."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, "w") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write(path: str, text: str) -> None:
+    with atomic_file(path) as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def _json_safe(value):
