@@ -1,4 +1,4 @@
-"""Exact resume, preemption and crash safety, with real processes and real signals."""
+"""Exact resume, warm start, preemption and crash safety, with real processes and real signals."""
 
 import os
 import re
@@ -7,7 +7,10 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, TINY, _env, check_ok, max_weight_difference, run_trainer
+from conftest import REPO, TINY, _env, check_ok, error_line, max_weight_difference, run_trainer
+from test_sources import TEXT_FLAGS, _examples, _write
+
+from trainer import text
 
 DETERMINISTIC = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40"]
 
@@ -141,3 +144,53 @@ def test_killed_worker_group_restarts_and_completes_from_the_checkpoint(tmp_path
     assert last_logged - resumed[0] <= 100
     digests = re.findall(r"weights sha256 ([0-9a-f]{64})", output)
     assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_init_checkpoint_warm_starts_the_model_only_and_an_own_checkpoint_comes_first(tmp_path):
+    source, warm, fresh = (str(tmp_path / name) for name in ("source", "warm", "fresh"))
+    flags = TINY + ["--mode=train", "--lr_schedule=constant"]
+    check_ok(run_trainer(flags + [f"--model_dir={source}", "--train_steps=30"]))
+    # A rate too small to move the weights: after 10 steps they are still the ones warm-started from.
+    tiny_steps = flags + ["--train_steps=10", "--learning_rate=1e-9"]
+    result = check_ok(run_trainer(tiny_steps + [f"--model_dir={warm}", f"--init_checkpoint={source}"]))
+    assert re.search(r"Warm start: model weights from \S+/source/checkpoints/ckpt-30; optimizer, step", result.stderr)
+    assert max_weight_difference(source, warm) < 1e-5
+    check_ok(run_trainer(tiny_steps + [f"--model_dir={fresh}"]))
+    assert max_weight_difference(source, fresh) > 1e-2  # Without the warm start, far from them.
+    assert os.path.exists(os.path.join(warm, "checkpoints", "ckpt-10.index"))  # The step started at 0.
+
+    # The run's own checkpoint comes first: --init_checkpoint is not even looked at.
+    result = check_ok(
+        run_trainer(tiny_steps[:-2] + [f"--model_dir={warm}", "--train_steps=20", "--init_checkpoint=/no"])
+    )
+    assert "Resuming at step 10 of 20" in result.stderr and "Warm start" not in result.stderr
+
+
+def test_init_checkpoint_errors_are_one_line_and_write_nothing(tmp_path):
+    source, target = str(tmp_path / "source"), str(tmp_path / "target")
+    check_ok(run_trainer(TINY + ["--mode=train", "--train_steps=10", f"--model_dir={source}"]))
+    cases = [
+        (["--init_checkpoint=/nowhere"], "names no checkpoint"),
+        ([f"--init_checkpoint={source}", "--hidden_units=16"], "does not fit this model"),
+        ([f"--init_checkpoint={source}/checkpoints/ckpt-10", "--synthetic_labels=5"], "number of labels"),
+    ]
+    for extra, message in cases:
+        result = run_trainer(TINY + ["--mode=train", "--train_steps=10", f"--model_dir={target}", *extra])
+        assert result.returncode == 1 and message in error_line(result), result.stderr[-2000:]
+        assert not os.path.exists(target) or not os.listdir(target)
+    result = run_trainer(TINY + ["--mode=eval", f"--model_dir={source}", f"--init_checkpoint={source}"])
+    assert result.returncode == 1 and "--init_checkpoint starts a training run" in error_line(result)
+
+
+def test_init_checkpoint_brings_the_vocabulary_its_embeddings_were_trained_on(tmp_path):
+    rows = _examples(seed=0)
+    first = _write(tmp_path / "first.tsv", [f"{t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
+    # New data whose own vocabulary would start with a word the first never saw.
+    second = _write(tmp_path / "second.tsv", [f"zebra zebra {t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
+    source, warm = str(tmp_path / "source"), str(tmp_path / "warm")
+    flags = TEXT_FLAGS + ["--mode=train", "--train_steps=3", "--label_names=" + str(tmp_path / "labels.txt")]
+    (tmp_path / "labels.txt").write_text("".join(f"l{j}\n" for j in range(5)))
+    check_ok(run_trainer(flags + [f"--train_data={first}", f"--model_dir={source}"]))
+    check_ok(run_trainer(flags + [f"--train_data={second}", f"--model_dir={warm}", f"--init_checkpoint={source}"]))
+    vocabulary = text.read_vocabulary(warm)
+    assert vocabulary == text.read_vocabulary(source) and "zebra" not in vocabulary

@@ -108,6 +108,8 @@ class TrainConfig:
     best_metric: str = "macro/average_precision"  # `loss` and `hamming_loss`: lower is better.
     async_checkpoint: bool = False  # Write checkpoints in the background (single worker only).
     max_nan_rollbacks: int = 0  # On a NaN/Inf loss: 0 = stop (exit 2); N = roll back and go on, at most N times.
+    # Warm start: model weights from another run's checkpoint, used only when model_dir has none.
+    init_checkpoint: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +170,10 @@ def validate(config: Config) -> Config:
         "the latest checkpoint.",
     )
     data, model, train, dist = config.data, config.model, config.train, config.distribute
+    _require(
+        not train.init_checkpoint or config.mode in ("train", "train_and_eval"),
+        f"--init_checkpoint starts a training run; --mode={config.mode} uses this --model_dir's own checkpoint.",
+    )
     _choice("data_format", data.data_format, DATA_FORMATS)
     _require(data.max_tokens > 2, f"--max_tokens must exceed 2 (padding and out-of-vocabulary), got {data.max_tokens}.")
     for flag in ("sequence_length", "image_size", "shuffle_buffer", "synthetic_image_size"):

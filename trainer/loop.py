@@ -122,23 +122,25 @@ def run(config: Config) -> None:
         first_name, first_path = next(
             (n, p) for n, p in (("eval", config.data.eval_data), ("test", config.data.test_data)) if p
         )
-    saved_vocabulary = text.read_vocabulary(config.model_dir)
+    # Resume order: 1. this model_dir's checkpoint; 2. --init_checkpoint's model weights (a warm
+    # start, whose vocabulary comes along: the embeddings were trained on it); 3. fresh.
+    init_prefix = None
+    if training and train.init_checkpoint and not has_checkpoint:
+        init_prefix = checkpoint.find_init_checkpoint(train.init_checkpoint)
+    own_vocabulary = text.read_vocabulary(config.model_dir)
+    saved_vocabulary = own_vocabulary or (
+        text.read_vocabulary(checkpoint.run_directory(init_prefix)) if init_prefix else ()
+    )
     if config.mode == "export":  # No data: the model is rebuilt from what training saved.
         first, spec = None, data.read_spec(config.model_dir, saved_vocabulary)
     else:
         first = data.load_split(config.data, first_name, first_path, train.seed, saved_vocabulary)
         spec = first.spec
-    if topology.is_chief and training and spec.vocabulary and not saved_vocabulary:
-        logging.info("Wrote %s", text.write_vocabulary(config.model_dir, spec.vocabulary))
     eval_split = test_split = None
     if config.mode in ("train_and_eval", "eval") and config.data.eval_data:
         eval_split = first if first_name == "eval" else _load_matching(config, "eval", config.data.eval_data, spec)
     if config.mode in ("train_and_eval", "eval", "predict") and config.data.test_data:
         test_split = first if first_name == "test" else _load_matching(config, "test", config.data.test_data, spec)
-
-    if topology.is_chief and training:  # After the data checks: a bad input leaves nothing behind.
-        config_lib.write(config, config_path)
-        data.write_spec(config.model_dir, spec)
 
     # -- Model, optimizer, step: every variable is created inside the strategy scope.
     with strategy.scope():
@@ -195,6 +197,13 @@ def run(config: Config) -> None:
             restored = checkpoint.restore_best(config.model_dir, checkpoints.without_input)
         else:
             restored = checkpoints.restore_latest()
+        if init_prefix and not restored:  # Replaces the adapted feature statistics too, as trained with.
+            checkpoint.warm_start(model, init_prefix)
+    if topology.is_chief and training:  # After the data and checkpoint checks: a bad input leaves nothing behind.
+        config_lib.write(config, config_path)
+        data.write_spec(config.model_dir, spec)
+        if spec.vocabulary and not own_vocabulary:
+            logging.info("Wrote %s", text.write_vocabulary(config.model_dir, spec.vocabulary))
     # Thresholds go with the checkpoint: the best one has its own, tuned at its evaluation.
     thresholds_dir = checkpoint.best_directory(config.model_dir) if config.checkpoint == "best" else config.model_dir
     best = None

@@ -103,6 +103,12 @@ flags.DEFINE_integer(
     _TRAIN.max_nan_rollbacks,
     "On a NaN/Inf loss, roll back to the last checkpoint and go on this many times; 0 = fail.",
 )
+flags.DEFINE_string(
+    "init_checkpoint",
+    _TRAIN.init_checkpoint,
+    "Warm start from another run: its model weights (a ckpt-N prefix, a checkpoints directory, or a run's "
+    "--model_dir), used when --model_dir has no checkpoint yet; optimizer, step and input start fresh.",
+)
 # Loss.
 flags.DEFINE_enum("loss", _LOSS.loss, config_lib.LOSSES, "Loss.")
 flags.DEFINE_float("label_smoothing", _LOSS.label_smoothing, "Training targets y become y(1 - s) + s/2.")
@@ -195,6 +201,7 @@ def config_from_flags() -> Config:
                 best_metric=f.best_metric,
                 async_checkpoint=f.async_checkpoint,
                 max_nan_rollbacks=f.max_nan_rollbacks,
+                init_checkpoint=f.init_checkpoint,
             ),
             loss=LossConfig(
                 loss=f.loss,
