@@ -91,3 +91,10 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
     parts = [[int(f["features"][0]) for f, _ in split.read_part(sources.Part(4, i, by_file=False))] for i in range(4)]
     assert {len(p) for p in parts} == {10, 11}  # 42 records: 11, 11, 10, 10.
     assert sorted(sum(parts, [])) == sorted(int(f["features"][0]) for f, _ in split.examples)
+
+    # Evaluation reads the files a record each in turn: the order `prepare` dealt them out in.
+    in_order = [int(f["features"][0]) for f, _ in split.examples]
+    assert in_order == list(range(42))
+    # Training reads them a block (up to 1,024 records) each in turn: file 0's 14 records come first.
+    training_order = [int(f["features"][0]) for f, _ in split.read_part(sources.WHOLE)]
+    assert training_order == list(range(0, 42, 3)) + list(range(1, 42, 3)) + list(range(2, 42, 3))

@@ -198,7 +198,9 @@ def train_batches(
             )
         )
     else:
-        examples = split.examples.cache() if cache else split.examples
+        # The training order of the whole stream (faster for TFRecord; the same for the rest).
+        examples = split.read_part(sources.WHOLE) if split.read_part is not None else split.examples
+        examples = examples.cache() if cache else examples
         dataset = (
             examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             .repeat()

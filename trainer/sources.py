@@ -7,7 +7,8 @@ A split is read in two passes:
 2. the tf.data stream the run iterates: files in sorted order, records parsed in vectorised
    batches of PARSE_BATCH, then unbatched. Nothing is loaded whole into Python. `Source.read_part`
    opens one input pipeline's share of the same stream (a subset of the files, or every n-th
-   record), so that each worker parses only what it trains on (data.train_batches).
+   record), so that each worker parses only what it trains on (data.train_batches); its order
+   may differ from the stream's where another is faster (TFRecord: see records.read).
 Text becomes token ids here (trainer.text), with the run's vocabulary: the one saved in the
 model dir, else one built from the training split.
 """
@@ -39,6 +40,9 @@ class Part:
     by_file: bool
 
 
+WHOLE = Part(count=1, index=0, by_file=False)  # Every record: the whole stream, for training.
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
     examples: tf.data.Dataset  # Unbatched ({"tokens"|"features"|"image": ...}, multi-hot float32 [num_labels]).
@@ -47,7 +51,8 @@ class Source:
     label_counts: np.ndarray  # int64 [num_labels]
     vocabulary: Tuple[str, ...]  # () unless the examples hold text.
     files: Tuple[str, ...]  # The files read, sorted; () for TFDS.
-    read_part: Callable[[Part], tf.data.Dataset]  # The examples of one Part, like `examples`.
+    # The examples of one Part, for training: like `examples`, in an order that may differ (faster).
+    read_part: Callable[[Part], tf.data.Dataset]
 
 
 def match_files(flag: str, pattern: str) -> List[str]:
@@ -115,7 +120,8 @@ def _delimited(config: DataConfig, flag: str, split: str, files: List[str], data
     layout, label_names = delimited_layout(config, flag, files, data_format, allow_unlabelled=split == "test")
     stats = delimited.check(files, layout, label_names)
 
-    def read(part_files, record_shard):
+    def read(part_files, record_shard, in_order=True):
+        del in_order  # Lines are read in order at no extra cost.
         return delimited.read(part_files, layout, label_names, PARSE_BATCH, record_shard)
 
     return read, label_names, stats
@@ -135,8 +141,10 @@ def _tfrecord(config: DataConfig, flag: str, split: str, files: List[str]):
         _unlabelled(flag, split == "test", f"records in {files[0]} have neither `label_ids` nor `labels`")
     stats = records.check(files, layout, len(label_names))
 
-    def read(part_files, record_shard):
-        return records.read(part_files, layout, len(label_names), config.image_size, PARSE_BATCH, record_shard)
+    def read(part_files, record_shard, in_order=True):
+        return records.read(
+            part_files, layout, len(label_names), config.image_size, PARSE_BATCH, record_shard, in_order
+        )
 
     return read, label_names, stats
 
@@ -163,7 +171,8 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
         open_shard, label_names = tfds_source.read(path, flag, config.image_size)
         files = []
 
-        def read(part_files, record_shard):
+        def read(part_files, record_shard, in_order=True):
+            del in_order  # TFDS keeps its own order.
             return open_shard(*record_shard).batch(PARSE_BATCH)
 
         stats, described = _count(read(files, (1, 0)), len(label_names)), path
@@ -212,8 +221,9 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
 
     def read_part(part: Part) -> tf.data.Dataset:
         if part.by_file:
-            return examples(read(files[part.index :: part.count], (1, 0)))
-        return examples(read(files, (part.count, part.index)))
+            return examples(read(files[part.index :: part.count], (1, 0), in_order=False))
+        # A record at a time when split: blocks would leave a worker without any on a small split.
+        return examples(read(files, (part.count, part.index), in_order=part.count > 1))
 
     logging.info(
         "%s=%s: %d examples, %d labels, %.2f labels per example%s.",
