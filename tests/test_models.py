@@ -54,11 +54,11 @@ def _config(model_name: str, model_dir: str) -> Config:
 def test_every_model_trains_under_the_default_strategy(tmp_path):
     import tensorflow as tf
 
-    from trainer import loop
+    from trainer import run as run_lib
 
     for name in models.MODELS:
         model_dir = str(tmp_path / name)
-        loop.run(config_lib.validate(_config(name, model_dir)))
+        run_lib.run(config_lib.validate(_config(name, model_dir)))
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
         assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 6, name
         trainable = [n for n in reader.get_variable_to_shape_map() if "_trainable_variables/" in n]
@@ -68,10 +68,10 @@ def test_every_model_trains_under_the_default_strategy(tmp_path):
 def test_mlp_normalisation_is_adapted_on_training_data_and_restored(tmp_path):
     import tensorflow as tf
 
-    from trainer import loop
+    from trainer import run as run_lib
 
     model_dir = str(tmp_path / "mlp")
-    loop.run(config_lib.validate(_config("mlp", model_dir)))
+    run_lib.run(config_lib.validate(_config("mlp", model_dir)))
     features, _ = synthetic.make_split("train", 256, LABELS, FEATURES, VOCAB, LENGTH, seed=42, image_size=8)
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     names = reader.get_variable_to_shape_map()

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY, check_ok, run_trainer
 
-from trainer import reporting
+from trainer import paths
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,14 @@ def test_png_report_is_written_at_the_end(run_dir):
 
 def test_a_file_written_in_place_replaces_the_old_one_only_when_complete(tmp_path):
     path = str(tmp_path / "out" / "predictions.jsonl")
-    with reporting.atomic_file(path) as f:
+    with paths.atomic_file(path) as f:
         f.write("old\n")
     with pytest.raises(RuntimeError):
-        with reporting.atomic_file(path) as f:
+        with paths.atomic_file(path) as f:
             f.write("half of the new\n")
             raise RuntimeError("stopped half-way")
     assert open(path).read() == "old\n"
     assert os.listdir(tmp_path / "out") == ["predictions.jsonl"]  # The partial file is gone.
-    with reporting.atomic_file(path) as f:
+    with paths.atomic_file(path) as f:
         f.write("new\n")
     assert open(path).read() == "new\n"

@@ -1,7 +1,7 @@
 """One worker of a real MultiWorkerMirrored job (TF_CONFIG set by the test) that feeds the
 trainer's training input through `data.replica_batch` and prints, as one JSON line, the
 example ids (feature 0) each of its replicas got per step, and the all-reduced sum of all
-ids in each global batch. Run by tests/test_worker_input.py; not a test itself."""
+ids in each global batch. Run by tests/test_input_position.py; not a test itself."""
 
 import json
 import os

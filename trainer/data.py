@@ -10,7 +10,7 @@ Two ways to feed the workers (`train_batches`):
   i, i + N, ..., shuffles them with its own seed and batches them to the per-worker batch. No
   worker parses what another trains on.
 With several workers each worker's iterator state is its own (it holds prefetched batches of
-its rows), and trainer.worker_input saves it beside the checkpoint.
+its rows), and trainer.checkpoint.input_position saves it beside the checkpoint.
 Either way `replica_batch` then hands every local replica its own rows.
 """
 

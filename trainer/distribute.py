@@ -246,3 +246,20 @@ def topology(strategy, cluster: Cluster, global_batch_size: int) -> Topology:
         is_chief=cluster.is_chief,
         global_batch_size=global_batch_size,
     )
+
+
+def make_replica_sum(strategy):
+    """Returns replica_sum(values): `values` (a small float tensor, given by every worker) summed
+    over every replica of every worker, as this worker sees it. One all-reduce per call; every
+    worker must call it at the same point."""
+    import tensorflow as tf
+
+    @tf.function
+    def replica_sum(local):
+        def sum_in_replica():
+            # The copy places the values on this replica's device, where the collective runs.
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local))
+
+        return strategy.experimental_local_results(strategy.run(sum_in_replica))[0]
+
+    return replica_sum

@@ -13,17 +13,14 @@ assets (`label_names.txt`, `thresholds.json`).
 
 import json
 import os
-import shutil
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import records, text
+from trainer import paths, records, text
 from trainer.data import InputSpec
-
-EXPORT_SUBDIR = "export"
 
 
 class ServingModule(tf.Module):
@@ -79,18 +76,20 @@ def export(model, spec: InputSpec, input_names: Sequence[str], thresholds, seque
     def label_names():
         return {"label_names": module.label_names, "thresholds": module.thresholds}
 
-    destination = os.path.join(model_dir, EXPORT_SUBDIR)
+    # Written beside its destination, then put in its place: a crash never leaves half an export.
+    # (On object storage the final rename is a copy: there a crash can leave export.tmp behind.)
+    destination = paths.export(model_dir)
     staging = destination + ".tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
     signatures = {"serving_default": serve.get_concrete_function(**specs), "label_names": label_names}
     tf.saved_model.save(module, staging, signatures=signatures)
     assets = os.path.join(staging, "assets")
-    os.makedirs(assets, exist_ok=True)
-    with open(os.path.join(assets, "label_names.txt"), "w") as f:
-        f.write("".join(f"{name}\n" for name in spec.label_names))
-    with open(os.path.join(assets, "thresholds.json"), "w") as f:
-        json.dump({name: float(t) for name, t in zip(spec.label_names, thresholds)}, f, indent=2)
-    shutil.rmtree(destination, ignore_errors=True)
-    os.replace(staging, destination)
+    paths.atomic_write(os.path.join(assets, "label_names.txt"), "".join(f"{name}\n" for name in spec.label_names))
+    thresholds_json = json.dumps({name: float(t) for name, t in zip(spec.label_names, thresholds)}, indent=2)
+    paths.atomic_write(os.path.join(assets, "thresholds.json"), thresholds_json)
+    if tf.io.gfile.exists(destination):
+        tf.io.gfile.rmtree(destination)
+    tf.io.gfile.rename(staging, destination)
     logging.info("Exported SavedModel to %s (inputs: %s)", destination, ", ".join(sorted(specs)))
     return destination

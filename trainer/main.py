@@ -243,9 +243,9 @@ def main(argv) -> None:
         _fail(EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
     try:
         config = config_from_flags()
-        from trainer import loop  # Imports TensorFlow: after the cheap checks, so bad flags fail fast.
+        from trainer import run as run_lib  # Imports TensorFlow: after the cheap checks, so bad flags fail fast.
 
-        loop.run(config)
+        run_lib.run(config)
     except UserError as e:
         _fail(EXIT_USER_ERROR, str(e))
     except Preempted as e:

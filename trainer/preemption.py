@@ -28,6 +28,8 @@ from absl import logging
 # Where PreemptionCheckpointHandler finds out the platform; there is no public name for it.
 from tensorflow.python.distribute.failure_handling import failure_handling_util
 
+from trainer import distribute
+
 
 class PreemptionWatcher:
     """Turns SIGTERM, and the chief's clock, into decisions every worker sees at the same step."""
@@ -35,21 +37,13 @@ class PreemptionWatcher:
     def __init__(self, strategy, num_workers: int, is_chief: bool):
         self._requested = threading.Event()
         self._is_chief = is_chief
-        self._strategy = strategy
         signal.signal(signal.SIGTERM, self._on_signal)
-        self._sum_over_workers = tf.function(self._replica_sum) if num_workers > 1 else None
+        self._sum_over_workers = distribute.make_replica_sum(strategy) if num_workers > 1 else None
 
     def _on_signal(self, signum, frame) -> None:
         del frame
         logging.warning("Received signal %d: saving a checkpoint at the end of the current loop.", signum)
         self._requested.set()
-
-    def _replica_sum(self, local):
-        def replica_sum():
-            # The copy places the values on this replica's device, where the collective runs.
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local))
-
-        return self._strategy.experimental_local_results(self._strategy.run(replica_sum))[0]
 
     def _agreed(self, stop: bool, save_due: bool) -> Tuple[bool, bool]:
         """Any worker's stop, and the chief's save_due, seen by every worker (one all-reduce)."""

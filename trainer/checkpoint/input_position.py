@@ -16,19 +16,18 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from trainer import paths
 from trainer.distribute import Topology
 from trainer.errors import UserError
 
-INPUT_SUBDIR = "input"
 
-
-class IteratorCheckpoints:
+class InputPositions:
     """Saves and restores this worker's train iterator beside the main checkpoints."""
 
-    def __init__(self, checkpoint_dir: str, topology: Topology, iterator, keep: int):
+    def __init__(self, model_dir: str, topology: Topology, iterator, keep: int):
         self.name = f"worker-{topology.worker_index}-of-{topology.num_workers}"
         self.checkpoint = tf.train.Checkpoint(iterator=iterator)
-        self.directory = os.path.join(checkpoint_dir, INPUT_SUBDIR, self.name)
+        self.directory = paths.worker_input(model_dir, self.name)
         # Same numbering and rotation as the main checkpoints, so every kept step has its input.
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
 

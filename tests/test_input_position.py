@@ -15,7 +15,8 @@ import tensorflow as tf
 from conftest import REPO, _env, check_ok, run_local_workers
 
 from launch.local import free_ports, tf_config
-from trainer import data, worker_input
+from trainer import data
+from trainer.checkpoint import InputPositions
 from trainer.config import DataConfig
 from trainer.distribute import Topology
 
@@ -88,11 +89,11 @@ def worker_stream(pattern: str, worker: int, seed: int, shuffle_buffer: int):
     return topology, data.train_batches(split, ["features"], topology, shuffle_buffer, seed, deterministic=False)
 
 
-def ids_after(checkpoint_dir: str, pattern: str, worker: int, step: int, num_batches: int):
+def ids_after(model_dir: str, pattern: str, worker: int, step: int, num_batches: int):
     """The ids of the `num_batches` batches a fresh pipeline gives after restoring the worker's input at `step`."""
     topology, dataset = worker_stream(pattern, worker, seed=3, shuffle_buffer=30)
     iterator = iter(dataset)
-    assert worker_input.IteratorCheckpoints(checkpoint_dir, topology, iterator, keep=5).restore(step)
+    assert InputPositions(model_dir, topology, iterator, keep=5).restore(step)
     return [next(iterator)[0]["features"][:, 0].numpy().astype(int).tolist() for _ in range(num_batches)]
 
 
@@ -153,14 +154,14 @@ def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_pa
         _, dataset = worker_stream(pattern, worker, seed=3, shuffle_buffer=30)
         uninterrupted = [batch[0]["features"][:, 0].numpy().astype(int).tolist() for batch in dataset.take(final + 6)]
         if saved[worker]:
-            assert ids_after(checkpoint_dir, pattern, worker, killed_at, 6) == uninterrupted[killed_at : killed_at + 6]
-            assert ids_after(checkpoint_dir, pattern, worker, final, 6) == uninterrupted[final:]
+            assert ids_after(model_dir, pattern, worker, killed_at, 6) == uninterrupted[killed_at : killed_at + 6]
+            assert ids_after(model_dir, pattern, worker, final, 6) == uninterrupted[final:]
 
 
 def test_a_missing_worker_input_is_a_warning_and_a_fresh_start(tmp_path, caplog):
     _, dataset = worker_stream(write_csv_files(tmp_path / "data", 4), 1, seed=3, shuffle_buffer=30)
     topology = Topology(num_replicas=3, num_workers=3, worker_index=1, is_chief=False, global_batch_size=9)
-    checkpoints = worker_input.IteratorCheckpoints(str(tmp_path), topology, iter(dataset), keep=2)
+    checkpoints = InputPositions(str(tmp_path), topology, iter(dataset), keep=2)
     with caplog.at_level("WARNING"):
         assert not checkpoints.restore(40)
     assert "worker-1-of-3/ckpt-40 does not exist" in caplog.text

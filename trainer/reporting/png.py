@@ -6,10 +6,11 @@ of the four most and the four least frequent labels. matplotlib is imported here
 the Agg backend, so training never needs a display and `import trainer` stays light.
 """
 
-import os
 from typing import Dict, List, Tuple
 
 import numpy as np
+
+from trainer import paths
 
 MAX_TICK_LABELS = 60  # Beyond this many labels the bar charts drop their names (unreadable anyway).
 CURVES_PER_PANEL = 4
@@ -69,7 +70,7 @@ def _curves(axis, names: List[str], summary: Dict, totals: Dict, index: Dict[str
         axis.legend(loc="lower left", fontsize=8)
 
 
-def write_report(model_dir: str, tuned: Dict, at_half: Dict, totals: Dict) -> str:
+def write_png(model_dir: str, tuned: Dict, at_half: Dict, totals: Dict) -> str:
     """Draws the report for one eval split and returns its path.
 
     `tuned` and `at_half` are the split's figures (as in metrics/<split>-<step>.json) at the tuned
@@ -113,10 +114,8 @@ def write_report(model_dir: str, tuned: Dict, at_half: Dict, totals: Dict) -> st
         f"[{tuned['split']}] step {tuned['step']}: {tuned['num_examples']} examples, "
         f"micro-F1 {tuned['micro']['f1']:.3f}, CF1 {tuned['paper']['CF1']:.3f}, OF1 {tuned['paper']['OF1']:.3f}"
     )
-    path = os.path.join(model_dir, "report", f"{tuned['split']}-{tuned['step']}.png")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(tmp, dpi=100)
+    path = paths.report(model_dir, tuned["split"], tuned["step"])
+    with paths.atomic_file(path, "wb") as f:
+        figure.savefig(f, dpi=100, format="png")
     pyplot.close(figure)
-    os.replace(tmp, path)
     return path

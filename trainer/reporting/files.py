@@ -1,0 +1,65 @@
+"""The files an evaluation or prediction leaves: metrics JSON/CSV, thresholds.json, predictions.jsonl."""
+
+import csv
+import io
+import json
+import math
+from typing import Dict, Iterable, List
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import paths
+from trainer.reporting.table import TABLE_COLUMNS
+
+
+def _json_safe(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_metrics(model_dir: str, stem: str, summary: Dict) -> str:
+    """Writes metrics/<stem>.json and .csv (the per-label table); returns the JSON path."""
+    path = paths.atomic_write(paths.metrics(model_dir, stem, "json"), json.dumps(_json_safe(summary), indent=2) + "\n")
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(("label", "support") + TABLE_COLUMNS)
+    for name, row in summary["labels"].items():
+        writer.writerow([name, row["support"]] + ["" if row[c] is None else f"{row[c]:.6f}" for c in TABLE_COLUMNS])
+    paths.atomic_write(paths.metrics(model_dir, stem, "csv"), rows.getvalue())
+    return path
+
+
+def write_thresholds(directory: str, label_names: List[str], thresholds: np.ndarray) -> str:
+    """`directory`/thresholds.json (the model dir, or checkpoints/best/)."""
+    text = json.dumps({name: float(t) for name, t in zip(label_names, thresholds)}, indent=2)
+    return paths.atomic_write(paths.thresholds(directory), text + "\n")
+
+
+def read_thresholds(directory: str, label_names: List[str]) -> np.ndarray:
+    """Thresholds saved in `directory`, in label order; 0.5 for every label when none were tuned yet."""
+    path = paths.thresholds(directory)
+    if not tf.io.gfile.exists(path):
+        return np.full(len(label_names), 0.5, np.float32)
+    saved = json.loads(paths.read_text(path))
+    return np.array([saved.get(name, 0.5) for name in label_names], np.float32)
+
+
+def write_predictions(path: str, label_names: List[str], thresholds: np.ndarray, batches: Iterable[np.ndarray]) -> int:
+    """predictions.jsonl from batches of probabilities [B, L] in input order, written as they come
+    (memory stays flat) and put in place when complete; returns the number of rows."""
+    names = np.array(label_names)
+    count = 0
+    with paths.atomic_file(path) as out:
+        for probabilities in batches:
+            rounded = np.round(probabilities.astype(np.float64), 7).tolist()
+            for row, row_rounded in zip(probabilities, rounded):
+                out.write(json.dumps({"probabilities": row_rounded, "labels": names[row >= thresholds].tolist()}))
+                out.write("\n")
+            count += len(probabilities)
+    return count

@@ -1,0 +1,208 @@
+"""--mode=train and train_and_eval: the training loop, then (with eval data) thresholds tuned on the
+eval split and the test split scored with them.
+
+The host acts between compiled loops of up to --steps_per_loop steps, at the nearest of: a log
+line, a checkpoint, an evaluation, the end. Each evaluation keeps the best checkpoint so far.
+"""
+
+import hashlib
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import data, metrics, steps
+from trainer.checkpoint import BestCheckpoint
+from trainer.errors import Preempted, TrainingFailed
+from trainer.preemption import make_watcher
+
+
+def train(run) -> None:
+    """Trains `run` (a trainer.run.Run) to --train_steps, evaluating on the way when it has eval data."""
+    config, train_config = run.config, run.config.train
+    evaluating = config.mode == "train_and_eval" and run.eval_split is not None
+    best = _best_checkpoint(run) if evaluating else None
+    _log_label_statistics(run.train_split)
+    train_loop = steps.make_train_loop(
+        run.strategy,
+        run.topology,
+        run.model,
+        run.optimizer,
+        run.loss_fn,
+        run.step,
+        train_config.jit_compile,
+        config.loss.label_smoothing,
+    )
+    timed_saves = train_config.checkpoint_every_seconds > 0
+    preemption = make_watcher(run.strategy, run.topology.num_workers, run.topology.is_chief, timed_saves)
+    progress = _Progress(train_config.train_steps, train_config.global_batch_size, int(run.step.numpy()))
+    last_save_time, nan_rollbacks = time.time(), 0
+    current = int(run.step.numpy())
+
+    while current < train_config.train_steps:
+        # -- Run compiled steps up to the next event.
+        num_steps = _steps_until_next_event(current, config, evaluating)
+        started = time.time()
+        loss = float(train_loop(run.train_iterator, tf.constant(num_steps, tf.int32)))
+        progress.trained(num_steps, time.time() - started)
+        current = int(run.step.numpy())
+
+        # -- A NaN/Inf loss: stop, or roll back to the last checkpoint a bounded number of times.
+        if not math.isfinite(loss):
+            bad_steps = f"steps {current - num_steps + 1}..{current}"
+            if nan_rollbacks >= train_config.max_nan_rollbacks or not run.checkpoints.roll_back():
+                raise TrainingFailed(
+                    f"loss is {loss} in {bad_steps}; lower --learning_rate, set --clip_norm, check the data "
+                    f"of that range, or allow --max_nan_rollbacks. Checkpoints are in {run.checkpoints.directory}."
+                )
+            nan_rollbacks += 1
+            current = int(run.step.numpy())
+            logging.warning(
+                "Loss is %s in %s: rolled back to step %d; the input moves on past those batches (rollback %d of %d).",
+                loss,
+                bad_steps,
+                current,
+                nan_rollbacks,
+                train_config.max_nan_rollbacks,
+            )
+            continue
+
+        # -- Log.
+        if current % train_config.log_every_steps == 0 or current == train_config.train_steps:
+            progress.log(current, loss)
+
+        # -- Checkpoint, and stop if preempted. Agreed by all workers (one all-reduce at most): a
+        # save takes every one of them.
+        time_due = timed_saves and time.time() - last_save_time >= train_config.checkpoint_every_seconds
+        stop, time_due = preemption.agree(time_due)
+        step_due = current % train_config.checkpoint_every_steps == 0 or current == train_config.train_steps
+        if stop or time_due or step_due:
+            run.checkpoints.save(current)
+            last_save_time = time.time()
+        if stop:
+            run.checkpoints.sync()
+            raise Preempted(
+                f"stopped by SIGTERM at step {current} of {train_config.train_steps}; checkpoint saved in "
+                f"{run.checkpoints.directory}; run the same command again to resume."
+            )
+
+        # -- Evaluate (at 0.5; the thresholds are tuned once, at the end).
+        if evaluating and current % train_config.eval_every_steps == 0 and current < train_config.train_steps:
+            at_half = np.full(run.spec.num_labels, 0.5, np.float32)
+            summary, totals = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
+            run.reporter.evaluation(summary, totals)
+            _keep_if_best(run, best, summary, totals)
+    run.checkpoints.sync()
+    # Every worker logs this; equal digests prove the replicas ended in sync.
+    logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(run.model))
+    if evaluating:
+        _finish(run, best, current)
+
+
+def _finish(run, best: BestCheckpoint, step: int) -> None:
+    """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
+    tuned, at_half, totals, thresholds = run.evaluator.tune(run.eval_split, step)
+    run.reporter.tuned(tuned, at_half, totals, thresholds)
+    _keep_if_best(run, best, at_half, totals)  # The final step competes at 0.5, as the others did.
+    if run.test_split is not None:
+        summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
+        run.reporter.evaluation(summary, test_totals)
+
+
+def _best_checkpoint(run) -> BestCheckpoint:
+    best = BestCheckpoint(
+        run.config.model_dir, run.topology.is_chief, run.config.train.best_metric, run.checkpoints.without_input
+    )
+    if run.topology.num_workers > 1:
+        best.agree(run.strategy)
+    return best
+
+
+def _keep_if_best(run, best: BestCheckpoint, summary, totals) -> None:
+    """Keeps the checkpoint in checkpoints/best/ when `summary` (figures at 0.5) is the best so far,
+    with thresholds tuned on that evaluation; best.json is written last."""
+    value = figure(summary, best.metric)
+    if not best.improves(value):
+        return
+    step = int(summary["step"])
+    best.save(step)
+    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(totals))
+    best.record(step, value)
+
+
+def figure(summary, name: str) -> float:
+    """`name` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1`) read from an eval summary."""
+    value = summary
+    for key in name.split("/"):
+        value = value[key]
+    return float(value)
+
+
+def _steps_until_next_event(step: int, config, evaluating: bool) -> int:
+    """Steps to run before the host must act: log, checkpoint, evaluate or stop."""
+    train = config.train
+    intervals = [train.steps_per_loop, train.log_every_steps, train.checkpoint_every_steps]
+    if evaluating:
+        intervals.append(train.eval_every_steps)
+    nearest = min(interval - step % interval for interval in intervals)
+    return min(nearest, train.train_steps - step)
+
+
+class _Progress:
+    """The progress line. Its examples/s count only the time spent in the compiled training loops,
+    so evaluations and checkpoints in between do not dilute it (they log their own durations)."""
+
+    def __init__(self, train_steps: int, global_batch_size: int, step: int):
+        self.train_steps, self.global_batch_size = train_steps, global_batch_size
+        self.start_time, self.start_step = time.time(), step
+        self.steps = 0  # Steps trained since the last line, and the seconds they took.
+        self.seconds = 0.0
+
+    def trained(self, num_steps: int, seconds: float) -> None:
+        self.steps += num_steps
+        self.seconds += seconds
+
+    def log(self, step: int, loss: float) -> None:
+        now = time.time()
+        rate = self.steps * self.global_batch_size / max(self.seconds, 1e-9)
+        remaining = (self.train_steps - step) * (now - self.start_time) / max(step - self.start_step, 1)
+        logging.info(
+            "[train] step %d/%d | loss %.4f | %.0f examples/s | elapsed %s | eta %s",
+            step,
+            self.train_steps,
+            loss,
+            rate,
+            _format_seconds(now - self.start_time),
+            _format_seconds(remaining),
+        )
+        self.steps, self.seconds = 0, 0.0
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _log_label_statistics(split: data.Split) -> None:
+    if split.label_counts is None:
+        return
+    total = max(split.num_examples, 1)
+    frequencies = ", ".join(
+        f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
+    )
+    logging.info("Label frequencies in training data: %s", frequencies)
+    never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]
+    if never:
+        logging.warning("Labels never positive in training data (the model cannot learn them): %s", ", ".join(never))
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every weight of `model`, in order: equal on every worker when replicas are in sync."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
