@@ -13,9 +13,10 @@ MAX_README_LINES = 320
 # Written on other branches (the metrics and Kubernetes guides); until those are merged, links to
 # them may point at nothing here. Links to them are still checked once the files exist.
 WRITTEN_ELSEWHERE = {"docs/metrics.md", "docs/kubernetes.md"}
-# Flags the README documents that are being added on another branch (the data package); drop a
-# name from here once its flag is defined.
-FLAGS_BEING_ADDED = {"ignore_columns"}
+# Flags the README documents that other branches are adding (--ignore_columns: the data package;
+# the synthetic text settings: flags generated from every config field); drop a name from here once
+# its flag is defined.
+FLAGS_BEING_ADDED = {"ignore_columns", "synthetic_vocab_size", "synthetic_sequence_length"}
 
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 _CODE = re.compile(r"`[^`\n]*`")
