@@ -35,6 +35,7 @@ def read_json(*path):
 
 
 def test_best_checkpoint_holds_the_best_evaluation_and_survives_a_resume(tmp_path):
+    """checkpoints/best/ and best.json hold the best evaluation; a resumed run keeps the best value it reads."""
     flags = TINY + [f"--model_dir={tmp_path}", "--eval_every_steps=10", "--checkpoint_every_steps=20"]
     check_ok(run_trainer(flags + ["--train_steps=40"]))
     values = eval_values(tmp_path, "macro", "average_precision")
@@ -55,6 +56,7 @@ def test_best_checkpoint_holds_the_best_evaluation_and_survives_a_resume(tmp_pat
 
 
 def test_checkpoint_best_evaluates_predicts_and_exports_the_best_checkpoint_with_its_thresholds(tmp_path):
+    """--checkpoint=best: eval, predict and export use the best weights and thresholds; eval-<step>.json is kept."""
     flags = TINY + [f"--model_dir={tmp_path}", "--synthetic_eval_examples=300"]
     check_ok(run_trainer(flags + ["--eval_every_steps=10", "--train_steps=30"]))
     # Training on without evaluations: the latest checkpoint moves to step 60, the best stays.
@@ -96,6 +98,7 @@ def test_checkpoint_best_evaluates_predicts_and_exports_the_best_checkpoint_with
 
 
 def test_checkpoint_best_without_one_or_when_training_is_one_error_line_and_exit_1(tmp_path):
+    """--checkpoint=best when training, or without a best checkpoint: one error: line, exit 1, nothing lost."""
     flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--train_steps=10"]
     result = run_trainer(flags + ["--checkpoint=best"])
     assert result.returncode == 1
@@ -110,6 +113,7 @@ def test_checkpoint_best_without_one_or_when_training_is_one_error_line_and_exit
 
 
 def test_a_bad_best_metric_is_one_error_line_and_exit_1(tmp_path):
+    """An unknown --best_metric is one error: line listing the choices, exit 1, nothing written."""
     result = run_trainer(TINY + [f"--model_dir={tmp_path}", "--best_metric=macro/accuracy"])
     assert result.returncode == 1
     line = error_line(result)
@@ -118,6 +122,7 @@ def test_a_bad_best_metric_is_one_error_line_and_exit_1(tmp_path):
 
 
 def test_async_checkpoint_preempted_and_resumed_gives_the_weights_of_a_synchronous_run(tmp_path):
+    """An --async_checkpoint run exits 75 synced on SIGTERM; resumed within the epoch, it matches a sync run."""
     # A constant learning rate: the weights after N steps do not depend on --train_steps. An epoch of
     # 250 steps: TensorFlow's async save loses the reshuffle state, so exactness holds within an epoch.
     flags = TINY + ["--mode=train", "--deterministic", "--lr_schedule=constant", "--checkpoint_every_steps=30"]

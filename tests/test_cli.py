@@ -55,6 +55,7 @@ def test_missing_worker_ends_in_an_error_not_a_hang(tmp_path):
 
 
 def test_mixed_float16_trains_without_nan_and_the_loss_goes_down(tmp_path):
+    """mixed_float16 trains without NaN, with dynamic loss scaling active (its scale is in the checkpoint)."""
     result = check_ok(
         run_trainer(
             TINY

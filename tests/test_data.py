@@ -53,6 +53,7 @@ def streamed_ids(tmp_path, num_files):
 
 
 def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_parts(tmp_path):
+    """Parts only for streamed data on several workers without --deterministic; by file if files >= workers."""
     streamed, in_memory = streamed_ids(tmp_path, 3), example_ids(48)
     workers = [
         Topology(num_replicas=4, num_workers=n, worker_index=0, is_chief=True, global_batch_size=8) for n in (1, 2)
@@ -71,6 +72,7 @@ def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_
 
 
 def test_cache_keeps_the_batches_of_the_stream(tmp_path):
+    """--cache_train_data leaves the training batches unchanged."""
     split = streamed_ids(tmp_path, 2)
     topology = Topology(num_replicas=1, num_workers=1, worker_index=0, is_chief=True, global_batch_size=8)
     batches = [
@@ -82,6 +84,7 @@ def test_cache_keeps_the_batches_of_the_stream(tmp_path):
 
 
 def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_path):
+    """TFRecord by record gives each record to one worker; eval reads record by record, training by block."""
     for f in range(3):  # 3 files, 4 workers: by record, after the interleave of the files.
         with tf.io.TFRecordWriter(str(tmp_path / f"part-{f}.tfrecord")) as writer:
             for i in range(f, 40 + f, 3):

@@ -61,6 +61,7 @@ def check_agreement(model_dir, served):
 
 
 def test_numeric_model_export_matches_predict(tmp_path):
+    """The numeric model's SavedModel, loaded in a fresh process outside the project, serves --mode=predict's output."""
     model_dir = str(tmp_path / "run")
     flags = TINY + [f"--model_dir={model_dir}", "--synthetic_eval_examples=300"]
     check_ok(run_trainer(flags + ["--train_steps=40"]))  # train_and_eval: tunes thresholds.
@@ -76,6 +77,7 @@ def test_numeric_model_export_matches_predict(tmp_path):
 
 
 def test_text_model_export_takes_raw_strings(tmp_path):
+    """A text model's SavedModel takes raw strings and tokenises them as training did, matching --mode=predict."""
     rng = np.random.default_rng(0)
     words = {0: ["happy", "glad", "joy"], 1: ["sad", "cry", "tears"], 2: ["angry", "mad", "rage"]}
     rows = []
@@ -109,6 +111,7 @@ def test_text_model_export_takes_raw_strings(tmp_path):
 
 
 def test_export_without_a_trained_model_is_a_clear_error(tmp_path):
+    """--mode=export before training is exit 1 with one line saying to train first."""
     result = run_trainer([f"--model_dir={tmp_path}", "--mode=export"])
     assert result.returncode == 1
     assert "train first" in result.stderr

@@ -58,6 +58,7 @@ def run_probe(patterns, num_steps: int):
 
 
 def test_two_workers_read_disjoint_parts_that_together_are_every_example_once_per_epoch(tmp_path):
+    """Two real workers, by file (4 files) and by record (1 file): disjoint parts, together every example once."""
     by_file = write_csv_files(tmp_path / "four_files", 4)  # 4 files >= 2 workers: 2 files each.
     by_record = write_csv_files(tmp_path / "one_file", 1)  # 1 file < 2 workers: every 2nd record.
     steps = NUM_EXAMPLES // 8
@@ -98,6 +99,7 @@ def ids_after(model_dir: str, pattern: str, worker: int, step: int, num_batches:
 
 
 def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_path):
+    """A SIGKILLed 2-worker sharded run resumes each worker's input exactly where its stream would continue."""
     pattern = write_csv_files(tmp_path / "data", 4)
     model_dir = str(tmp_path / "run")
     flags = [
@@ -159,6 +161,7 @@ def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_pa
 
 
 def test_a_missing_worker_input_is_a_warning_and_a_fresh_start(tmp_path, caplog):
+    """A worker whose saved input position is missing warns and starts its input from a fresh shuffle."""
     _, dataset = worker_stream(write_csv_files(tmp_path / "data", 4), 1, seed=3, shuffle_buffer=30)
     topology = Topology(num_replicas=3, num_workers=3, worker_index=1, is_chief=False, global_batch_size=9)
     checkpoints = InputPositions(str(tmp_path), topology, iter(dataset), keep=2)

@@ -100,6 +100,7 @@ def _served_inputs(model_name: str):
 
 @pytest.mark.parametrize("model_name", list(SHRINK))
 def test_model_trains_mirrored_exports_and_export_matches_predict(model_name, tmp_path):
+    """Every model trains under mirrored, and its export (images sent as PNG bytes) serves --mode=predict's output."""
     import tensorflow as tf
 
     model_dir = str(tmp_path / "run")
@@ -117,6 +118,7 @@ def test_model_trains_mirrored_exports_and_export_matches_predict(model_name, tm
 
 
 def test_keras_application_backbone_builds_and_loads_local_weights(tmp_path):
+    """A keras.applications backbone (MobileNetV2) builds and loads a local --pretrained_weights file."""
     import keras
     import tensorflow as tf
 

@@ -27,6 +27,7 @@ def save_times(output: str):
 
 
 def test_checkpoint_every_seconds_saves_between_loops(tmp_path):
+    """Timed saves land at loop boundaries, never less than --checkpoint_every_seconds apart."""
     # Runs until three saves by the clock, whatever the machine's speed, then stops by SIGTERM.
     process, lines = start_trainer(TIMED + [f"--model_dir={tmp_path}", "--train_steps=100000000"]), []
     for _ in range(3):
@@ -43,6 +44,7 @@ def test_checkpoint_every_seconds_saves_between_loops(tmp_path):
 
 
 def test_timed_saves_are_taken_by_both_workers_at_the_chiefs_steps(tmp_path):
+    """With two workers (TensorFlow's preemption handler in place), both save at the chief's timed steps."""
     process, lines = start_workers(2, TIMED + [f"--model_dir={tmp_path}", "--train_steps=100000000"]), []
     for _ in range(3):
         read_until(process.stdout, r"\[worker 0\].*Saved checkpoint .*ckpt-\d+", lines)
@@ -59,6 +61,7 @@ def test_timed_saves_are_taken_by_both_workers_at_the_chiefs_steps(tmp_path):
 
 
 def test_sigterm_to_every_worker_stops_all_at_one_step(tmp_path):
+    """SIGTERM to every worker at once (a deleted Kubernetes job) stops all at one step, exit 75."""
     # What Kubernetes does when a job is deleted or its nodes drained: every pod gets SIGTERM.
     flags = TINY + [
         f"--model_dir={tmp_path}",
@@ -79,6 +82,7 @@ def test_sigterm_to_every_worker_stops_all_at_one_step(tmp_path):
 
 
 def test_two_workers_preempted_and_restarted_give_the_weights_of_an_uninterrupted_run(tmp_path):
+    """A 2-worker --deterministic job stopped by SIGTERM and restarted ends with uninterrupted weights (<= 1e-6)."""
     # The handler only picks the step; the checkpoint is ours, with the input position in it.
     reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
     flags = TINY + ["--mode=train", "--deterministic", "--train_steps=600"]
@@ -98,6 +102,7 @@ def test_two_workers_preempted_and_restarted_give_the_weights_of_an_uninterrupte
 
 
 def test_negative_checkpoint_every_seconds_is_a_user_error(tmp_path):
+    """A negative --checkpoint_every_seconds is one error: line, exit 1, nothing written."""
     result = run_trainer(TINY + [f"--model_dir={tmp_path}", "--checkpoint_every_seconds=-1"])
     assert result.returncode == 1
     assert "--checkpoint_every_seconds must be >= 0" in error_line(result)

@@ -36,6 +36,7 @@ def read_until(stream, pattern, lines, timeout=180):
 
 
 def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
+    """A --deterministic run SIGKILLed and restarted ends with the weights of an uninterrupted run (<= 1e-6)."""
     reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
     flags = DETERMINISTIC + ["--train_steps=400"]
     check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
@@ -55,6 +56,7 @@ def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
 
 
 def test_sigterm_saves_at_the_current_step_exits_75_and_resumes_there(tmp_path):
+    """SIGTERM saves ckpt-<step> at a loop boundary and exits 75; the same command resumes at that step."""
     model_dir = str(tmp_path)
     flags = TINY + [f"--model_dir={model_dir}", "--mode=train", "--checkpoint_every_steps=100000"]
     process = start_trainer(flags + ["--train_steps=100000"])
@@ -70,6 +72,7 @@ def test_sigterm_saves_at_the_current_step_exits_75_and_resumes_there(tmp_path):
 
 
 def test_a_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tmp_path):
+    """A truncated newest checkpoint is skipped with a warning and the previous one restored."""
     flags = DETERMINISTIC + [f"--model_dir={tmp_path}", "--checkpoint_every_steps=20"]
     check_ok(run_trainer(flags + ["--train_steps=40"]))
     data_file = next(
@@ -85,6 +88,7 @@ def test_a_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tmp_path):
 
 
 def test_nan_loss_exits_2_naming_the_steps_and_rollbacks_are_bounded(tmp_path):
+    """A NaN loss is exit 2 naming the steps; --max_nan_rollbacks=N rolls back at most N times."""
     flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--optimizer=sgd", "--lr_schedule=constant"]
     check_ok(run_trainer(flags + ["--train_steps=20", "--checkpoint_every_steps=20"]))
     diverging = flags + ["--train_steps=60", "--learning_rate=1e30", "--clip_norm=0"]
@@ -109,6 +113,7 @@ def start_workers(num_workers, args, extra=()):
 
 
 def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
+    """SIGTERM to one of two workers stops both at one step, with one checkpoint, exit 75."""
     flags = TINY + [
         f"--model_dir={tmp_path}",
         "--mode=train",
@@ -127,6 +132,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
 
 
 def test_killed_worker_group_restarts_and_completes_from_the_checkpoint(tmp_path):
+    """launch local --restart-on-failure restarts a group with a killed worker; it resumes and completes."""
     flags = TINY + [f"--model_dir={tmp_path}", "--mode=train", "--train_steps=3000", "--checkpoint_every_steps=100"]
     process, lines = start_workers(2, flags, extra=["--restart-on-failure=1"]), []
     worker_1 = int(read_until(process.stdout, r"\[launch\] worker 1: pid (\d+)", lines).group(1))
@@ -147,6 +153,7 @@ def test_killed_worker_group_restarts_and_completes_from_the_checkpoint(tmp_path
 
 
 def test_init_checkpoint_warm_starts_the_model_only_and_an_own_checkpoint_comes_first(tmp_path):
+    """--init_checkpoint takes the model weights (<= 1e-5), the step starts at 0, and an own checkpoint wins."""
     source, warm, fresh = (str(tmp_path / name) for name in ("source", "warm", "fresh"))
     flags = TINY + ["--mode=train", "--lr_schedule=constant"]
     check_ok(run_trainer(flags + [f"--model_dir={source}", "--train_steps=30"]))
@@ -167,6 +174,7 @@ def test_init_checkpoint_warm_starts_the_model_only_and_an_own_checkpoint_comes_
 
 
 def test_init_checkpoint_errors_are_one_line_and_write_nothing(tmp_path):
+    """A path without a checkpoint, another model, or --mode=eval with --init_checkpoint: exit 1, nothing written."""
     source, target = str(tmp_path / "source"), str(tmp_path / "target")
     check_ok(run_trainer(TINY + ["--mode=train", "--train_steps=10", f"--model_dir={source}"]))
     cases = [
@@ -183,6 +191,7 @@ def test_init_checkpoint_errors_are_one_line_and_write_nothing(tmp_path):
 
 
 def test_init_checkpoint_brings_the_vocabulary_its_embeddings_were_trained_on(tmp_path):
+    """A warm-started text run uses the source run's vocabulary, not one built from its new data."""
     rows = _examples(seed=0)
     first = _write(tmp_path / "first.tsv", [f"{t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
     # New data whose own vocabulary would start with a word the first never saw.

@@ -301,6 +301,7 @@ def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
 
 
 def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
+    """text_bow on GoEmotions dev beats predicting every label by 0.2 macro-F1, and tuning beats 0.5."""
     folder = os.path.join(shared_data, "goemotions")
     result = run_trainer(
         [
@@ -329,6 +330,7 @@ def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
 
 
 def test_mlp_on_yeast_reaches_micro_f1_060(tmp_path, shared_data):
+    """mlp on yeast (500 steps, batch 64, rate 0.003) reaches micro-F1 0.60 on the test split."""
     folder = os.path.join(shared_data, "yeast")
     result = run_trainer(
         [
