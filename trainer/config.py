@@ -27,6 +27,7 @@ LOSSES = ("bce", "weighted_bce", "focal", "asl")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 LR_SCALINGS = ("none", "linear", "sqrt")
+EVAL_WEIGHTS = ("averaged", "raw")
 CNN_BACKBONES = ("resnet_small", "resnet50", "efficientnet_b0", "mobilenet_v2")
 DATA_FORMATS = ("", "tsv", "csv", "tfrecord")
 # --best_metric: a figure of metrics/eval-<step>.json, `<block>/<name>` or a top-level one.
@@ -96,6 +97,10 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # Linear warmup, then cosine decay to 0 at train_steps; or constant.
     warmup_steps: int = 100
     clip_norm: float = 0.0  # Clip the global gradient norm (after the all-reduce); 0 = off.
+    # An exponential moving average of the weights (trainer/averaging.py); 0 = off.
+    ema_decay: float = 0.0
+    # Which weights eval, predict and export use when the run keeps an average: `averaged` or `raw`.
+    eval_weights: str = "averaged"
     seed: int = 42
     mixed_precision: str = "float32"
     jit_compile: bool = True
@@ -227,6 +232,11 @@ def validate(config: Config) -> Config:
     )
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
+    _require(
+        0 <= train.ema_decay < 1,
+        f"--ema_decay must be in (0, 1), e.g. 0.999, or 0 to keep no average; got {train.ema_decay}.",
+    )
+    _choice("eval_weights", train.eval_weights, EVAL_WEIGHTS)
     loss = config.loss
     _choice("loss", loss.loss, LOSSES)
     for flag in ("focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
@@ -267,7 +277,7 @@ _CHECKPOINT_SHAPING = {
         "cnn_backbone",
         "cnn_width",
     ),
-    "train": ("optimizer", "mixed_precision"),
+    "train": ("optimizer", "mixed_precision", "ema_decay"),
     "data": (
         "synthetic_labels",
         "synthetic_features",

@@ -78,6 +78,15 @@ flags.DEFINE_float("weight_decay", _TRAIN.weight_decay, "Decoupled weight decay 
 flags.DEFINE_enum("lr_schedule", _TRAIN.lr_schedule, config_lib.LR_SCHEDULES, "Learning-rate schedule.")
 flags.DEFINE_integer("warmup_steps", _TRAIN.warmup_steps, "Linear warmup steps (cosine schedule).")
 flags.DEFINE_float("clip_norm", _TRAIN.clip_norm, "Clip the global gradient norm; 0 = off.")
+flags.DEFINE_float(
+    "ema_decay", _TRAIN.ema_decay, "Keep an exponential moving average of the weights with this decay; 0 = off."
+)
+flags.DEFINE_enum(
+    "eval_weights",
+    _TRAIN.eval_weights,
+    config_lib.EVAL_WEIGHTS,
+    "With --ema_decay: evaluate, predict and export with the averaged weights or the raw ones.",
+)
 flags.DEFINE_integer("seed", _TRAIN.seed, "Seed for initialisation, shuffling and synthetic data.")
 flags.DEFINE_enum("mixed_precision", _TRAIN.mixed_precision, config_lib.PRECISIONS, "Compute precision.")
 flags.DEFINE_boolean("jit_compile", _TRAIN.jit_compile, "XLA-compile the per-replica step.")
@@ -190,6 +199,8 @@ def config_from_flags() -> Config:
                 lr_schedule=f.lr_schedule,
                 warmup_steps=f.warmup_steps,
                 clip_norm=f.clip_norm,
+                ema_decay=f.ema_decay,
+                eval_weights=f.eval_weights,
                 seed=f.seed,
                 mixed_precision=f.mixed_precision,
                 jit_compile=f.jit_compile,

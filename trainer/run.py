@@ -23,7 +23,19 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import checkpoint, data, distribute, evaluation, export, losses, models, optimization, paths, text
+from trainer import (
+    averaging,
+    checkpoint,
+    data,
+    distribute,
+    evaluation,
+    export,
+    losses,
+    models,
+    optimization,
+    paths,
+    text,
+)
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
@@ -50,6 +62,7 @@ class Run:
     test_split: Optional[data.Split] = None
     optimizer: Any = None  # Training only.
     train_iterator: Any = None  # Training only.
+    average: Optional[averaging.WeightAverage] = None  # With --ema_decay.
     thresholds_dir: str = ""  # Where the thresholds of the restored checkpoint are.
 
 
@@ -152,12 +165,15 @@ def setup(config: Config) -> Run:
         step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
+        average = averaging.WeightAverage(model.trainable_variables, train.ema_decay) if train.ema_decay else None
     positive_fraction = train_split.label_counts / max(train_split.num_examples, 1) if training else None
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
 
     # 5. The train iterator. With several workers each saves its own position: even when all read
     # the same global stream, the chief's iterator state holds batches prefetched with its rows.
     trackables, own_input, iterator = {"model": model, "step": step}, None, None
+    if average is not None:
+        trackables.update(weight_average=average)
     if training:
         batches = data.train_batches(
             train_split,
@@ -187,6 +203,13 @@ def setup(config: Config) -> Run:
             restored = checkpoints.restore_latest()
         if init_prefix and not restored:  # Replaces the adapted feature statistics too, as trained with.
             checkpoint.warm_start(model, init_prefix)
+            if average is not None:
+                average.reset(model.trainable_variables)
+        if average is not None and not training and train.eval_weights == "averaged":
+            average.swap(model.trainable_variables)  # For good: this run only evaluates, predicts or exports.
+            logging.info(
+                "Using the averaged weights (--ema_decay=%g); --eval_weights=raw for the others.", train.ema_decay
+            )
     if not training and not restored:
         raise UserError(
             f"--mode={config.mode} needs a trained model, but {checkpoints.directory} has no "
@@ -217,6 +240,7 @@ def setup(config: Config) -> Run:
         test_split=splits.get("test"),
         optimizer=optimizer,
         train_iterator=iterator,
+        average=average,
         thresholds_dir=paths.best(config.model_dir) if best else config.model_dir,
     )
     _log_start(run, restored)
