@@ -10,7 +10,8 @@ import tensorflow as tf
 from conftest import TINY, check_ok, error_line, run_local_workers, run_trainer
 
 DECAY = 0.9
-TRAIN = TINY + ["--mode=train", "--deterministic", f"--ema_decay={DECAY}", "--optimizer=sgd", "--learning_rate=0.05"]
+TRAIN = TINY + ["--mode=train", "--deterministic", f"--ema_decay={DECAY}", "--optimizer=sgd", "--learning_rate=0.5"]
+TRAIN += ["--lr_schedule=constant"]
 
 
 def checkpoint_arrays(prefix):
