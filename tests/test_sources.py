@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 from conftest import check_ok, error_line, max_weight_difference, read_metrics, run_trainer
 
-from trainer import data, records, sources, text, tfds_source
+from trainer import data
 from trainer.config import DataConfig
+from trainer.data import text, tfrecord
+from trainer.data.tfds import GOEMOTIONS_LABELS
 from trainer.distribute import Topology
 from trainer.errors import UserError
 
@@ -64,7 +66,7 @@ def write_text_formats(folder, rows):
     }
     with tf.io.TFRecordWriter(str(folder / "ids.tfrecord")) as writer:
         for t, ids, _ in rows:
-            writer.write(records.make_example(t, ids))
+            writer.write(tfrecord.make_example(t, ids))
     paths["tfrecord_ids"] = str(folder / "ids.tfrecord")
     with tf.io.TFRecordWriter(str(folder / "multi_hot.tfrecords")) as writer:
         for t, ids, _ in rows:
@@ -83,7 +85,7 @@ def write_numeric_formats(folder, rows):
     (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
     with tf.io.TFRecordWriter(str(folder / "numeric.tfrecord")) as writer:
         for _, ids, features in rows:
-            writer.write(records.make_example(None, ids, features))
+            writer.write(tfrecord.make_example(None, ids, features))
     return {"csv": _write(folder / "numeric.csv", [header] + lines), "tfrecord": str(folder / "numeric.tfrecord")}
 
 
@@ -171,11 +173,11 @@ def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
         goemotions = data.load_split(DataConfig(), "train", "tfds:goemotions:train", 0)
         raw = list(tfds.load("goemotions", split="train"))
         # Two workers' record shards (what a multi-worker run without --deterministic reads).
-        parts = [list(goemotions.read_part(sources.Part(2, i, by_file=False))) for i in range(2)]
+        parts = [list(goemotions.read_part(data.Part(2, i, by_file=False))) for i in range(2)]
         voc = data.load_split(DataConfig(image_size=16), "train", "tfds:voc/2007:validation", 0)
         objects = [set(e["objects"]["label"].numpy().tolist()) for e in tfds.load("voc/2007", split="validation")]
-    assert goemotions.spec.label_names == tfds_source.GOEMOTIONS_LABELS
-    expected = [[float(e[name].numpy()) for name in tfds_source.GOEMOTIONS_LABELS] for e in raw]
+    assert goemotions.spec.label_names == GOEMOTIONS_LABELS
+    expected = [[float(e[name].numpy()) for name in GOEMOTIONS_LABELS] for e in raw]
     np.testing.assert_array_equal([labels.numpy() for _, labels in goemotions.examples], expected)
     for index, part in enumerate(parts):  # Records index, index + 2, ...: disjoint, together all.
         np.testing.assert_array_equal([labels.numpy() for _, labels in part], expected[index::2])
@@ -214,10 +216,10 @@ def _bad_inputs(folder):
     width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
     with tf.io.TFRecordWriter(str(folder / "width.tfrecord")) as writer:
         for features in ([1.0, 2.0], [1.0, 2.0], [3.0]):
-            writer.write(records.make_example(None, [0], features))
+            writer.write(tfrecord.make_example(None, [0], features))
     with tf.io.TFRecordWriter(str(folder / "range.tfrecord")) as writer:
-        writer.write(records.make_example("ok", [0]))
-        writer.write(records.make_example("ok", [1, 9]))
+        writer.write(tfrecord.make_example("ok", [0]))
+        writer.write(tfrecord.make_example("ok", [1, 9]))
     text_flags = [f"--label_names={names}", f"--eval_data={good}"]
     return {
         "missing file": ([f"--train_data={folder}/nope.tsv"], "matches no file"),

@@ -20,8 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import records, text
-from trainer.data import InputSpec
+from trainer.data import InputSpec, text, tfrecord
 
 EXPORT_SUBDIR = "export"
 
@@ -43,7 +42,7 @@ class ServingModule(tf.Module):
         if "image" in inputs:
             size = self.model.input["image"].shape[1]
             inputs["image"] = tf.map_fn(
-                lambda encoded: records.decode_image(encoded, size),
+                lambda encoded: tfrecord.decode_image(encoded, size),
                 inputs["image"],
                 fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
             )

@@ -26,11 +26,11 @@ from trainer import (
     optimization,
     reporting,
     steps,
-    text,
     worker_input,
 )
 from trainer import config as config_lib
 from trainer.config import Config
+from trainer.data import labels, text
 from trainer.errors import Preempted, TrainingFailed, UserError
 from trainer.preemption import make_watcher
 
@@ -66,21 +66,23 @@ def _log_label_statistics(split: data.Split) -> None:
     if split.label_counts is None:
         return
     total = max(split.num_examples, 1)
-    frequencies = ", ".join(
+    frequencies = labels.shorten(
         f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
     )
     logging.info("Label frequencies in training data: %s", frequencies)
     never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]
     if never:
-        logging.warning("Labels never positive in training data (the model cannot learn them): %s", ", ".join(never))
+        logging.warning(
+            "Labels never positive in training data (the model cannot learn them): %s", labels.shorten(never)
+        )
 
 
 def _load_matching(config: Config, split_name: str, path: str, spec: data.InputSpec) -> data.Split:
     split = data.load_split(config.data, split_name, path, config.train.seed, spec.vocabulary)
     if split.spec.label_names != spec.label_names:
         raise UserError(
-            f"--{split_name}_data has labels {split.spec.label_names[:4]}... but the model is built "
-            f"for {spec.label_names[:4]}...; give every split the same labels (--label_names)."
+            f"--{split_name}_data has labels {labels.shorten(split.spec.label_names, 4)} but the model is built "
+            f"for {labels.shorten(spec.label_names, 4)}; give every split the same labels (--label_names)."
         )
     return split
 
@@ -120,7 +122,7 @@ def run(config: Config) -> None:
         first_name, first_path = "test", config.data.test_data
     else:
         first_name, first_path = next(
-            (n, p) for n, p in (("eval", config.data.eval_data), ("test", config.data.test_data)) if p
+            (n, p) for n, p in (("eval", config_lib.effective_eval_data(config)), ("test", config.data.test_data)) if p
         )
     # Resume order: 1. this model_dir's checkpoint; 2. --init_checkpoint's model weights (a warm
     # start, whose vocabulary comes along: the embeddings were trained on it); 3. fresh.
@@ -137,8 +139,9 @@ def run(config: Config) -> None:
         first = data.load_split(config.data, first_name, first_path, train.seed, saved_vocabulary)
         spec = first.spec
     eval_split = test_split = None
-    if config.mode in ("train_and_eval", "eval") and config.data.eval_data:
-        eval_split = first if first_name == "eval" else _load_matching(config, "eval", config.data.eval_data, spec)
+    eval_data = config_lib.effective_eval_data(config)
+    if config.mode in ("train_and_eval", "eval") and eval_data:
+        eval_split = first if first_name == "eval" else _load_matching(config, "eval", eval_data, spec)
     if config.mode in ("train_and_eval", "eval", "predict") and config.data.test_data:
         test_split = first if first_name == "test" else _load_matching(config, "test", config.data.test_data, spec)
 
