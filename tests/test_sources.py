@@ -214,6 +214,12 @@ def _bad_inputs(folder):
     label_columns = _write(folder / "lc.csv", [header, "1,2,0,1"])
     non_numeric = _write(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
     width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
+    empty_label = _write(folder / "el.csv", [header, "1,2,0,1", "1,2,,1"])
+    non_finite = _write(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
+    ids = _write(folder / "ids.csv", ["id," + header, "a,1,2,0,1"])
+    with tf.io.TFRecordWriter(str(folder / "nan.tfrecord")) as writer:
+        for features in ([1.0, 2.0], [1.0, 2.0], [3.0, float("nan")]):
+            writer.write(tfrecord.make_example(None, [0], features))
     with tf.io.TFRecordWriter(str(folder / "width.tfrecord")) as writer:
         for features in ([1.0, 2.0], [1.0, 2.0], [3.0]):
             writer.write(tfrecord.make_example(None, [0], features))
@@ -233,6 +239,16 @@ def _bad_inputs(folder):
         ),
         "non-numeric feature": ([f"--train_data={non_numeric}"], "nn.csv:3: column 'f1' holds 'x', not a number"),
         "inconsistent feature width (csv)": ([f"--train_data={width}"], "w.csv:3 has 5 columns but the header has 4"),
+        "empty label cell": ([f"--train_data={empty_label}"], "el.csv:3: label column 'label:joy' is empty"),
+        "non-finite feature (csv)": ([f"--train_data={non_finite}"], "nf.csv:3: column 'f1' holds 'inf', not a finite"),
+        "non-finite feature (tfrecord)": (
+            [f"--train_data={folder}/nan.tfrecord", f"--label_names={names}"],
+            "nan.tfrecord record 2: `features` value 1 is not finite",
+        ),
+        "unknown --ignore_columns": (
+            [f"--train_data={ids}", "--ignore_columns=id,name"],
+            "--ignore_columns names 'name', not in the header",
+        ),
         "inconsistent feature width (tfrecord)": (
             [f"--train_data={folder}/width.tfrecord", f"--label_names={names}"],
             "width.tfrecord record 2: `features` has 1 values but the first record has 2",
@@ -257,6 +273,10 @@ BAD_INPUT_CASES = [
     "wrong number of label columns",
     "non-numeric feature",
     "inconsistent feature width (csv)",
+    "empty label cell",
+    "non-finite feature (csv)",
+    "non-finite feature (tfrecord)",
+    "unknown --ignore_columns",
     "inconsistent feature width (tfrecord)",
     "label id out of range (tfrecord)",
     "bad eval split",
@@ -292,6 +312,10 @@ def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
     assert text.read_vocabulary(str(resumed)) == vocabulary
     assert max_weight_difference(str(straight), str(resumed)) == 0.0  # The file position resumed exactly.
 
+    # --test_data alone evaluates (--eval_data no longer defaults to `synthetic` on a run on real data).
+    evaluated = run_trainer([f"--model_dir={straight}", "--mode=eval", f"--test_data={paths['csv']}", *flags])
+    check_ok(evaluated)
+    assert f"(1 csv file): {NUM_EXAMPLES} examples" in evaluated.stderr and "synthetic" not in evaluated.stderr
     unlabelled = _write(tmp_path / "score.tsv", [t for t, _, _ in rows[6:15]])  # Blank lines are skipped.
     check_ok(run_trainer([f"--model_dir={straight}", "--mode=predict", f"--test_data={unlabelled}", *flags]))
     with open(straight / "predictions.jsonl") as f:
