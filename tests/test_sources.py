@@ -216,7 +216,7 @@ def _bad_inputs(folder):
     width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
     empty_label = _write(folder / "el.csv", [header, "1,2,0,1", "1,2,,1"])
     non_finite = _write(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
-    ids = _write(folder / "ids.csv", ["id," + header, "a,1,2,0,1"])
+    with_id = _write(folder / "with_id.csv", ["id," + header, "a,1,2,0,1"])
     with tf.io.TFRecordWriter(str(folder / "nan.tfrecord")) as writer:
         for features in ([1.0, 2.0], [1.0, 2.0], [3.0, float("nan")]):
             writer.write(tfrecord.make_example(None, [0], features))
@@ -246,7 +246,7 @@ def _bad_inputs(folder):
             "nan.tfrecord record 2: `features` value 1 is not finite",
         ),
         "unknown --ignore_columns": (
-            [f"--train_data={ids}", "--ignore_columns=id,name"],
+            [f"--train_data={with_id}", "--ignore_columns=id,name"],
             "--ignore_columns names 'name', not in the header",
         ),
         "inconsistent feature width (tfrecord)": (
