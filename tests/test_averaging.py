@@ -89,7 +89,7 @@ def test_predict_and_export_use_the_average_unless_asked_for_the_raw_weights(ave
     assert np.max(np.abs(averaged - raw)) > 1e-3
     check_ok(run_trainer(TINY + [f"--model_dir={averaged_run}", "--mode=export"]))
     served = tf.saved_model.load(os.path.join(averaged_run, "export")).signatures["serving_default"]
-    from trainer import synthetic
+    from trainer.data import synthetic
 
     features, _ = synthetic.make_split("test", 500, 8, 16, 2000, 32, 42)
     probabilities = served(features=tf.constant(features["features"][:64]))["probabilities"].numpy()

@@ -11,7 +11,7 @@ from conftest import TINY, check_ok, error_line, max_weight_difference, run_trai
 from test_export import read_predictions, score_in_fresh_process
 from test_resume import read_until, start_trainer
 
-from trainer import synthetic
+from trainer.data import synthetic
 
 
 def eval_values(model_dir, block, name):

@@ -46,3 +46,21 @@ def test_resuming_with_a_different_model_names_the_setting():
     config_lib.check_resumable(saved, valid(train=TrainConfig(train_steps=99)))  # Longer training is fine.
     with pytest.raises(UserError, match="--hidden_units=.*differs from the checkpoint"):
         config_lib.check_resumable(saved, valid(model=ModelConfig(hidden_units=(8,))))
+
+
+@pytest.mark.parametrize(
+    "mode, train_data, eval_data, test_data, expected",
+    [
+        ("train_and_eval", "synthetic", "", "", "synthetic"),  # The default job evaluates.
+        ("train_and_eval", "train.tsv", "", "", ""),  # Real data: no synthetic eval split behind the user's back.
+        ("train_and_eval", "train.tsv", "dev.tsv", "", "dev.tsv"),
+        ("train", "synthetic", "", "", ""),
+        ("eval", "synthetic", "", "", "synthetic"),  # `--mode=eval` alone, on a synthetic run.
+        ("eval", "synthetic", "", "test.tsv", ""),  # `--mode=eval --test_data=FILE`: that file only.
+        ("eval", "synthetic", "dev.tsv", "test.tsv", "dev.tsv"),
+        ("predict", "synthetic", "", "synthetic", ""),
+    ],
+)
+def test_eval_data_is_synthetic_by_default_only_for_a_synthetic_run(mode, train_data, eval_data, test_data, expected):
+    data = config_lib.DataConfig(train_data=train_data, eval_data=eval_data, test_data=test_data)
+    assert config_lib.effective_eval_data(valid(mode=mode, data=data)) == expected

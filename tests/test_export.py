@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from conftest import TINY, _env, check_ok, run_trainer
 
-from trainer import synthetic
+from trainer.data import synthetic
 
 LOAD_AND_SCORE = """
 import json, sys

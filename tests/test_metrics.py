@@ -9,7 +9,8 @@ import tensorflow as tf
 from conftest import TINY, check_ok, read_metrics, run_local_workers, run_trainer
 from sklearn import metrics as sk
 
-from trainer import metrics, synthetic
+from trainer import metrics
+from trainer.data import synthetic
 
 NAMES = [f"l{i}" for i in range(6)]
 

@@ -10,8 +10,9 @@ import pytest
 from conftest import TINY, check_ok, error_line, run_trainer
 
 from trainer import config as config_lib
-from trainer import models, synthetic
+from trainer import models
 from trainer.config import Config, DataConfig, ModelConfig, TrainConfig
+from trainer.data import synthetic
 
 # Small enough to train in seconds; each model gets only the flags that shrink it.
 SHRINK = {

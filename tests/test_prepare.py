@@ -89,3 +89,19 @@ def test_cli_converts_and_rejects_a_bad_row_writing_nothing(tmp_path):
     assert bad.returncode == 1
     assert "bad.tsv:2: label id 11 is out of range" in error_line(bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_ignore_columns_and_a_byte_order_mark(tmp_path):
+    """An Excel CSV (byte-order mark, an id column) converts with --ignore_columns; the features read back."""
+    source = tmp_path / "excel.csv"
+    source.write_text("\ufeffid,f0,label:a,f1,label:b\nx-1,0.5,1,-2,0\nx-2,1.5,0,4,1\n", encoding="utf-8")
+    out = tmp_path / "prepared"
+    refused = _run_prepare([f"--input={source}", f"--output_dir={out}"])
+    assert refused.returncode == 1 and "excel.csv:2: column 'id' holds 'x-1'" in error_line(refused)
+    assert not out.exists()
+    done = _run_prepare([f"--input={source}", f"--output_dir={out}", "--num_shards=1", "--ignore_columns=id"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    split, features, labels = _in_order(str(out / "excel-*.tfrecord"))
+    assert split.spec.label_names == ["a", "b"]
+    np.testing.assert_array_equal(features["features"], [[0.5, -2.0], [1.5, 4.0]])
+    np.testing.assert_array_equal(labels, [[1, 0], [0, 1]])

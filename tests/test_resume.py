@@ -10,7 +10,7 @@ import time
 from conftest import REPO, TINY, _env, check_ok, error_line, max_weight_difference, run_trainer
 from test_sources import TEXT_FLAGS, _examples, _write
 
-from trainer import text
+from trainer.data import text
 
 DETERMINISTIC = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40"]
 

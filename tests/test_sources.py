@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 from conftest import check_ok, error_line, max_weight_difference, read_metrics, run_trainer
 
-from trainer import data, records, sources, text, tfds_source
+from trainer import data
 from trainer.config import DataConfig
+from trainer.data import text, tfrecord
+from trainer.data.tfds import GOEMOTIONS_LABELS
 from trainer.distribute import Topology
 from trainer.errors import UserError
 
@@ -64,7 +66,7 @@ def write_text_formats(folder, rows):
     }
     with tf.io.TFRecordWriter(str(folder / "ids.tfrecord")) as writer:
         for t, ids, _ in rows:
-            writer.write(records.make_example(t, ids))
+            writer.write(tfrecord.make_example(t, ids))
     paths["tfrecord_ids"] = str(folder / "ids.tfrecord")
     with tf.io.TFRecordWriter(str(folder / "multi_hot.tfrecords")) as writer:
         for t, ids, _ in rows:
@@ -83,7 +85,7 @@ def write_numeric_formats(folder, rows):
     (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
     with tf.io.TFRecordWriter(str(folder / "numeric.tfrecord")) as writer:
         for _, ids, features in rows:
-            writer.write(records.make_example(None, ids, features))
+            writer.write(tfrecord.make_example(None, ids, features))
     return {"csv": _write(folder / "numeric.csv", [header] + lines), "tfrecord": str(folder / "numeric.tfrecord")}
 
 
@@ -171,11 +173,11 @@ def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
         goemotions = data.load_split(DataConfig(), "train", "tfds:goemotions:train", 0)
         raw = list(tfds.load("goemotions", split="train"))
         # Two workers' record shards (what a multi-worker run without --deterministic reads).
-        parts = [list(goemotions.read_part(sources.Part(2, i, by_file=False))) for i in range(2)]
+        parts = [list(goemotions.read_part(data.Part(2, i, by_file=False))) for i in range(2)]
         voc = data.load_split(DataConfig(image_size=16), "train", "tfds:voc/2007:validation", 0)
         objects = [set(e["objects"]["label"].numpy().tolist()) for e in tfds.load("voc/2007", split="validation")]
-    assert goemotions.spec.label_names == tfds_source.GOEMOTIONS_LABELS
-    expected = [[float(e[name].numpy()) for name in tfds_source.GOEMOTIONS_LABELS] for e in raw]
+    assert goemotions.spec.label_names == GOEMOTIONS_LABELS
+    expected = [[float(e[name].numpy()) for name in GOEMOTIONS_LABELS] for e in raw]
     np.testing.assert_array_equal([labels.numpy() for _, labels in goemotions.examples], expected)
     for index, part in enumerate(parts):  # Records index, index + 2, ...: disjoint, together all.
         np.testing.assert_array_equal([labels.numpy() for _, labels in part], expected[index::2])
@@ -212,12 +214,18 @@ def _bad_inputs(folder):
     label_columns = _write(folder / "lc.csv", [header, "1,2,0,1"])
     non_numeric = _write(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
     width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
+    empty_label = _write(folder / "el.csv", [header, "1,2,0,1", "1,2,,1"])
+    non_finite = _write(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
+    with_id = _write(folder / "with_id.csv", ["id," + header, "a,1,2,0,1"])
+    with tf.io.TFRecordWriter(str(folder / "nan.tfrecord")) as writer:
+        for features in ([1.0, 2.0], [1.0, 2.0], [3.0, float("nan")]):
+            writer.write(tfrecord.make_example(None, [0], features))
     with tf.io.TFRecordWriter(str(folder / "width.tfrecord")) as writer:
         for features in ([1.0, 2.0], [1.0, 2.0], [3.0]):
-            writer.write(records.make_example(None, [0], features))
+            writer.write(tfrecord.make_example(None, [0], features))
     with tf.io.TFRecordWriter(str(folder / "range.tfrecord")) as writer:
-        writer.write(records.make_example("ok", [0]))
-        writer.write(records.make_example("ok", [1, 9]))
+        writer.write(tfrecord.make_example("ok", [0]))
+        writer.write(tfrecord.make_example("ok", [1, 9]))
     text_flags = [f"--label_names={names}", f"--eval_data={good}"]
     return {
         "missing file": ([f"--train_data={folder}/nope.tsv"], "matches no file"),
@@ -231,6 +239,16 @@ def _bad_inputs(folder):
         ),
         "non-numeric feature": ([f"--train_data={non_numeric}"], "nn.csv:3: column 'f1' holds 'x', not a number"),
         "inconsistent feature width (csv)": ([f"--train_data={width}"], "w.csv:3 has 5 columns but the header has 4"),
+        "empty label cell": ([f"--train_data={empty_label}"], "el.csv:3: label column 'label:joy' is empty"),
+        "non-finite feature (csv)": ([f"--train_data={non_finite}"], "nf.csv:3: column 'f1' holds 'inf', not a finite"),
+        "non-finite feature (tfrecord)": (
+            [f"--train_data={folder}/nan.tfrecord", f"--label_names={names}"],
+            "nan.tfrecord record 2: `features` value 1 is not finite",
+        ),
+        "unknown --ignore_columns": (
+            [f"--train_data={with_id}", "--ignore_columns=id,name"],
+            "--ignore_columns names 'name', not in the header",
+        ),
         "inconsistent feature width (tfrecord)": (
             [f"--train_data={folder}/width.tfrecord", f"--label_names={names}"],
             "width.tfrecord record 2: `features` has 1 values but the first record has 2",
@@ -255,6 +273,10 @@ BAD_INPUT_CASES = [
     "wrong number of label columns",
     "non-numeric feature",
     "inconsistent feature width (csv)",
+    "empty label cell",
+    "non-finite feature (csv)",
+    "non-finite feature (tfrecord)",
+    "unknown --ignore_columns",
     "inconsistent feature width (tfrecord)",
     "label id out of range (tfrecord)",
     "bad eval split",
@@ -290,6 +312,10 @@ def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
     assert text.read_vocabulary(str(resumed)) == vocabulary
     assert max_weight_difference(str(straight), str(resumed)) == 0.0  # The file position resumed exactly.
 
+    # --test_data alone evaluates (--eval_data no longer defaults to `synthetic` on a run on real data).
+    evaluated = run_trainer([f"--model_dir={straight}", "--mode=eval", f"--test_data={paths['csv']}", *flags])
+    check_ok(evaluated)
+    assert f"(1 csv file): {NUM_EXAMPLES} examples" in evaluated.stderr and "synthetic" not in evaluated.stderr
     unlabelled = _write(tmp_path / "score.tsv", [t for t, _, _ in rows[6:15]])  # Blank lines are skipped.
     check_ok(run_trainer([f"--model_dir={straight}", "--mode=predict", f"--test_data={unlabelled}", *flags]))
     with open(straight / "predictions.jsonl") as f:

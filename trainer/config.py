@@ -43,13 +43,20 @@ BEST_METRICS = (
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     train_data: str = "synthetic"
-    eval_data: str = "synthetic"
+    eval_data: str = ""  # Empty: `synthetic` when training on synthetic data (see effective_eval_data), else none.
     test_data: str = ""
     data_format: str = ""  # Empty: inferred from the file extension.
     label_names: str = ""
     text_column: str = "text"
     labels_column: str = "labels"
     label_columns_prefix: str = "label:"
+    ignore_columns: Tuple[str, ...] = dataclasses.field(
+        default=(),
+        metadata={
+            "help": "Delimited files with a header: columns to leave out (an id, a date, ...), by header name, "
+            "separated by commas."
+        },
+    )
     shuffle_buffer: int = 10_000
     cache_train_data: bool = False  # Keep a streamed training split's parsed examples in memory.
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
@@ -151,6 +158,22 @@ class Config:
     distribute: DistributeConfig = DistributeConfig()
 
 
+def effective_eval_data(config: Config) -> str:
+    """The split --eval_data names; when it is empty, `synthetic` for a run on the synthetic problem
+    (the default job evaluates too), else "" (no eval split).
+
+    A synthetic eval split by default would break runs on real data: `--mode=eval --test_data=FILE`
+    on a trained text run would evaluate synthetic data first. So in --mode=eval an empty
+    --eval_data means synthetic only when --test_data is empty too.
+    """
+    data = config.data
+    if data.eval_data or data.train_data != "synthetic":
+        return data.eval_data
+    if config.mode == "eval" and data.test_data:
+        return ""
+    return "synthetic" if config.mode in ("train_and_eval", "eval") else ""
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
@@ -186,7 +209,7 @@ def validate(config: Config) -> Config:
     if config.mode in ("train", "train_and_eval"):
         _require(bool(data.train_data), f"--mode={config.mode} needs --train_data (a path, glob or `synthetic`).")
     if config.mode == "eval":
-        _require(bool(data.eval_data or data.test_data), "--mode=eval needs --eval_data or --test_data.")
+        _require(bool(effective_eval_data(config) or data.test_data), "--mode=eval needs --eval_data or --test_data.")
     if config.mode == "predict":
         _require(bool(data.test_data), "--mode=predict needs --test_data: the examples to score.")
     _choice("model", model.model, MODEL_NAMES)

@@ -32,6 +32,11 @@ flags.DEFINE_string("label_names", _DATA.label_names, "File with one label name 
 flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited files with a header.")
 flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
 flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
+flags.DEFINE_list(
+    "ignore_columns",
+    list(_DATA.ignore_columns),
+    "Delimited files with a header: columns to leave out (an id, a date, ...), by header name.",
+)
 flags.DEFINE_integer("shuffle_buffer", _DATA.shuffle_buffer, "Examples in the shuffle buffer.")
 flags.DEFINE_boolean(
     "cache_train_data", _DATA.cache_train_data, "Keep the parsed training examples in memory after the first epoch."
@@ -163,6 +168,7 @@ def config_from_flags() -> Config:
                 text_column=f.text_column,
                 labels_column=f.labels_column,
                 label_columns_prefix=f.label_columns_prefix,
+                ignore_columns=tuple(f.ignore_columns),
                 shuffle_buffer=f.shuffle_buffer,
                 cache_train_data=f.cache_train_data,
                 max_tokens=f.max_tokens,

@@ -5,7 +5,7 @@
 
 writes, under --output_dir (local or object storage):
 - `<name>-00000-of-00008.tfrecord`, ...: tf.train.Example records (`text` and/or `features`,
-  `label_ids`; see trainer/records.py), dealt out to the shards round-robin, so that the
+  `label_ids`; see trainer/data/tfrecord.py), dealt out to the shards round-robin, so that the
   trainer, which reads shards one record from each in turn, sees the input's order;
 - `labels.txt`: the label names, one a line, which the trainer reads when --label_names is empty;
 - `<name>-stats.json`: examples, count and frequency per label, label cardinality.
@@ -33,6 +33,7 @@ flags.DEFINE_string("label_names", _DATA.label_names, "File with one label name 
 flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited files with a header.")
 flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
 flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
+flags.DEFINE_list("ignore_columns", list(_DATA.ignore_columns), "Header names of columns to leave out (an id, ...).")
 FLAGS = flags.FLAGS
 
 
@@ -46,7 +47,7 @@ def prepare(
     """Converts the delimited files `pattern` names; returns the statistics it wrote."""
     import tensorflow as tf  # After the flag checks, so that mistakes there fail fast.
 
-    from trainer import delimited, labels, records, sources
+    from trainer.data import delimited, labels, sources, tfrecord
 
     if num_shards < 1:
         raise UserError(f"--num_shards must be positive, got {num_shards}.")
@@ -54,8 +55,9 @@ def prepare(
     data_format = sources.file_format(flag, files, config.data_format)
     if data_format == "tfrecord":
         raise UserError(f"{flag}={pattern} is TFRecord already; prepare converts .tsv and .csv files.")
-    layout, label_names = sources.delimited_layout(config, flag, files, data_format, allow_unlabelled=False)
-    stats = delimited.check(files, layout, label_names)  # First, so a bad row leaves nothing behind.
+    reader = delimited.open_reader(config, flag, files, data_format, allow_unlabelled=False)
+    layout, label_names = reader.layout, reader.label_names
+    stats = reader.check()  # First, so a bad row leaves nothing behind.
     if stats.num_examples == 0:
         raise UserError(f"{flag}={pattern} holds no examples; point it at a non-empty file.")
     names_path = os.path.join(output_dir, labels.LABELS_FILE)
@@ -68,7 +70,7 @@ def prepare(
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     try:
         for i, (text, label_ids, features) in enumerate(delimited.rows(files, layout, label_names)):
-            example = records.make_example(text if layout.text >= 0 else None, label_ids, features)
+            example = tfrecord.make_example(text if layout.text >= 0 else None, label_ids, features)
             writers[i % num_shards].write(example)
     finally:
         for writer in writers:
@@ -92,6 +94,7 @@ def main(argv) -> None:
             text_column=FLAGS.text_column,
             labels_column=FLAGS.labels_column,
             label_columns_prefix=FLAGS.label_columns_prefix,
+            ignore_columns=tuple(FLAGS.ignore_columns),
         )
         summary = prepare(config, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name)
     except UserError as e:

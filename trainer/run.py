@@ -34,11 +34,11 @@ from trainer import (
     models,
     optimization,
     paths,
-    text,
 )
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
+from trainer.data import labels, text
 from trainer.errors import UserError
 from trainer.reporting import Reporter, read_thresholds
 
@@ -91,18 +91,13 @@ SPLITS = {
 }
 
 
-def eval_data(config: Config) -> str:
-    """--eval_data, or `synthetic` when it is empty and the run trains on synthetic data (the
-    default job) or evaluates a model so trained without --test_data."""
-    data_config = config.data
-    if data_config.eval_data or data_config.train_data != "synthetic":
-        return data_config.eval_data
-    return "synthetic" if _training(config) or not data_config.test_data else ""
-
-
 def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
     """The splits `config.mode` reads, by name; every one must have the labels of the first."""
-    flags = {"train": config.data.train_data, "eval": eval_data(config), "test": config.data.test_data}
+    flags = {
+        "train": config.data.train_data,
+        "eval": config_lib.effective_eval_data(config),
+        "test": config.data.test_data,
+    }
     splits: Dict[str, data.Split] = {}
     for name in SPLITS[config.mode]:
         if not flags[name]:
@@ -112,8 +107,8 @@ def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
         split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary)
         if first is not None and split.spec.label_names != first.spec.label_names:
             raise UserError(
-                f"--{name}_data has labels {split.spec.label_names[:4]}... but the model is built "
-                f"for {first.spec.label_names[:4]}...; give every split the same labels (--label_names)."
+                f"--{name}_data has labels {labels.shorten(split.spec.label_names, 4)} but the model is built "
+                f"for {labels.shorten(first.spec.label_names, 4)}; give every split the same labels (--label_names)."
             )
         splits[name] = split
     return splits

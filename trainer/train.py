@@ -16,6 +16,7 @@ from absl import logging
 
 from trainer import data, metrics, steps
 from trainer.checkpoint import BestCheckpoint
+from trainer.data import labels
 from trainer.errors import Preempted, TrainingFailed
 from trainer.preemption import make_watcher
 
@@ -209,13 +210,15 @@ def _log_label_statistics(split: data.Split) -> None:
     if split.label_counts is None:
         return
     total = max(split.num_examples, 1)
-    frequencies = ", ".join(
+    frequencies = labels.shorten(
         f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
     )
     logging.info("Label frequencies in training data: %s", frequencies)
     never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]
     if never:
-        logging.warning("Labels never positive in training data (the model cannot learn them): %s", ", ".join(never))
+        logging.warning(
+            "Labels never positive in training data (the model cannot learn them): %s", labels.shorten(never)
+        )
 
 
 def weights_digest(model) -> str:
