@@ -20,20 +20,25 @@ import sys
 
 from absl import app, flags
 
-from trainer.config import DATA_FORMATS, DataConfig
+from trainer import flags as config_flags
+from trainer.config import DataConfig
 from trainer.errors import EXIT_USER_ERROR, UserError
 
-_DATA = DataConfig()
-flags.DEFINE_string("input", None, "Delimited file(s) to convert: a path or glob (.tsv or .csv).")
-flags.DEFINE_string("output_dir", None, "Directory for the shards, labels.txt and <name>-stats.json.")
-flags.DEFINE_integer("num_shards", 8, "TFRecord files to write (a worker reads whole files, so >= workers).")
-flags.DEFINE_string("name", "", "Shard name prefix; default: the input's file name without extension.")
-flags.DEFINE_enum("data_format", _DATA.data_format, DATA_FORMATS, "tsv or csv; default: from the extension.")
-flags.DEFINE_string("label_names", _DATA.label_names, "File with one label name a line.")
-flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited files with a header.")
-flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
-flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
-FLAGS = flags.FLAGS
+# Its own flags, apart from the trainer's (trainer.main.FLAGS): both modules load in one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("input", None, "Delimited file(s) to convert: a path or glob (.tsv or .csv).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "output_dir", None, "Directory for the shards, labels.txt and <name>-stats.json.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "num_shards", 8, "TFRecord files to write (a worker reads whole files, so >= workers).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "name", "", "Shard name prefix; default: the input's file name without extension.", flag_values=FLAGS
+)
+# The settings of the delimited layout, as the trainer has them (same names, defaults and help).
+DATA_FLAGS = ("data_format", "label_names", "text_column", "labels_column", "label_columns_prefix")
+config_flags.define_flags(FLAGS, DataConfig, names=DATA_FLAGS)
 
 
 def shard_paths(output_dir: str, name: str, num_shards: int):
@@ -86,14 +91,9 @@ def main(argv) -> None:
     try:
         if not FLAGS.input or not FLAGS.output_dir:
             raise UserError("--input and --output_dir are required, e.g. --input=train.tsv --output_dir=prepared/.")
-        config = DataConfig(
-            data_format=FLAGS.data_format,
-            label_names=FLAGS.label_names,
-            text_column=FLAGS.text_column,
-            labels_column=FLAGS.labels_column,
-            label_columns_prefix=FLAGS.label_columns_prefix,
+        summary = prepare(
+            config_flags.read_flags(FLAGS, DataConfig), FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name
         )
-        summary = prepare(config, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name)
     except UserError as e:
         _fail(str(e))
     print(
@@ -111,7 +111,7 @@ def _fail(message: str) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        FLAGS(sys.argv)  # Parsed here first so a bad flag is one line and exit 1, not absl's usage dump.
-    except flags.Error as e:
-        _fail(f"{e} (see --helpfull).")
+        config_flags.parse(FLAGS, sys.argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
+    except UserError as e:
+        _fail(str(e))
     app.run(main)
