@@ -53,10 +53,15 @@ def _define(flag_values: flags.FlagValues, field: dataclasses.Field, kind: type)
         flags.DEFINE_integer(name, default, help, **common)
     elif kind is float:
         flags.DEFINE_float(name, default, help, **common)
-    elif kind == Tuple[int, ...]:
+    elif _is_int_tuple(kind):
         flags.DEFINE_list(name, [str(v) for v in default], help, **common)
     else:
         raise TypeError(f"setting {name}: no flag kind for {kind}; use str, int, float, bool or Tuple[int, ...].")
+
+
+def _is_int_tuple(kind) -> bool:
+    """Tuple[int, ...] or tuple[int, ...]."""
+    return typing.get_origin(kind) is tuple and typing.get_args(kind) == (int, Ellipsis)
 
 
 def _integers(name: str, values: List[str], default: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -77,7 +82,7 @@ def read_flags(flag_values: flags.FlagValues, config_class=Config):
             values[field.name] = read_flags(flag_values, kind)
         elif field.name in flag_values:
             value = flag_values[field.name].value
-            values[field.name] = _integers(field.name, value, field.default) if kind == Tuple[int, ...] else value
+            values[field.name] = _integers(field.name, value, field.default) if _is_int_tuple(kind) else value
     return config_class(**values)
 
 
