@@ -41,7 +41,7 @@ def main(argv) -> None:
         _fail(errors.EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
     try:
         config = config_flags.config_from_flags(FLAGS)
-        from trainer import loop  # Imports TensorFlow: after the cheap checks, so bad flags fail fast.
+        from trainer import loop  # The whole training stack: loaded once the config is valid.
 
         loop.run(config)
     except UserError as e:
@@ -58,7 +58,12 @@ def main(argv) -> None:
 
 
 def run() -> None:
-    """Console script `mltrain` and `python -m trainer`."""
+    """Console script `mltrain` and `python -m trainer`; `mltrain prepare ...` runs trainer.prepare."""
+    if sys.argv[1:2] == ["prepare"]:
+        from trainer import prepare
+
+        prepare.run([f"{sys.argv[0]} prepare", *sys.argv[2:]])
+        return
     try:
         config_flags.parse(FLAGS, sys.argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
     except UserError as e:

@@ -1,4 +1,4 @@
-"""`python -m trainer.prepare`: delimited files -> sharded TFRecord files, labels.txt, statistics.
+"""`python -m trainer.prepare` (`mltrain prepare`): delimited files -> sharded TFRecord files, labels.txt, statistics.
 
     python -m trainer.prepare --input=../shared/data/goemotions/train.tsv \\
         --label_names=../shared/data/goemotions/labels.txt --output_dir=gs://bucket/goemotions --num_shards=8
@@ -17,6 +17,7 @@ stderr, and no output.
 import json
 import os
 import sys
+from typing import List
 
 from absl import app, flags
 
@@ -108,10 +109,15 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-if __name__ == "__main__":
+def run(argv: List[str]) -> None:
+    """`python -m trainer.prepare FLAGS` and `mltrain prepare FLAGS` (argv[0] is the program's name)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        config_flags.parse(FLAGS, sys.argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
+        config_flags.parse(FLAGS, argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
     except UserError as e:
         _fail(str(e))
-    app.run(main)
+    app.run(main, argv=argv)
+
+
+if __name__ == "__main__":
+    run(sys.argv)
