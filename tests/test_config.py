@@ -111,6 +111,18 @@ def test_a_flagfile_sets_flags_and_the_command_line_overrides_it(tmp_path):
     assert config.train.learning_rate == 0.002
 
 
+def test_the_recipes_in_configs_are_valid_flagfiles():
+    recipes = {name: os.path.join(REPO, "configs", f"{name}.flags") for name in ("yeast", "goemotions")}
+    yeast = config_flags.config_from_flags(_parsed([f"--flagfile={recipes['yeast']}", "--model_dir=/tmp/x"]))
+    assert (yeast.model.hidden_units, yeast.train.lr_scaling, yeast.train.train_steps) == ((512, 512), "none", 600)
+    goemotions = config_flags.config_from_flags(_parsed([f"--flagfile={recipes['goemotions']}", "--model_dir=/x"]))
+    assert (goemotions.model.model, goemotions.loss.loss, goemotions.data.text_bigrams) == (
+        "text_transformer",
+        "focal",
+        False,
+    )
+
+
 def test_a_non_integer_list_and_a_bad_choice_are_one_clear_error():
     with pytest.raises(UserError, match=r"^--hidden_units=5,x must be integers separated by commas, e\.g\. 256,256\.$"):
         config_flags.read_flags(_parsed(["--hidden_units=5,x"]))
@@ -131,7 +143,8 @@ def test_choices_are_the_registries_names():
     assert choices["mode"] == config_lib.MODES and choices["strategy"] == config_lib.STRATEGIES
     from trainer.main import FLAGS
 
-    assert FLAGS["model"].parser.enum_values == list(models.MODELS)
+    assert FLAGS["model"].help.startswith(f"<{'|'.join(models.MODELS)}>: Model: mlp")
+    assert FLAGS["mode"].help.startswith(f"<{'|'.join(config_lib.MODES)}>: What to do.")
 
 
 def test_a_new_setting_is_one_field():
@@ -181,12 +194,18 @@ def test_prepare_takes_the_data_settings_from_data_config():
         assert prepare.FLAGS[name].help == parsed[name].help and prepare.FLAGS[name].default == parsed[name].default
 
 
-def test_trainer_and_prepare_import_into_one_process():
-    """Each defines its flags in its own FlagValues, so neither clashes with the other or with absl's."""
+def test_trainer_and_prepare_import_into_one_process_without_tensorflow():
+    """Each defines its flags in its own FlagValues, so neither clashes with the other or with absl's;
+    the registries behind --model, --loss, ... (and so TensorFlow) load only when one of them is given,
+    so that a mistake in any other flag is reported at once."""
     code = (
-        "import trainer.main, trainer.prepare; from absl import flags; "
-        "print(len(list(trainer.main.FLAGS)), len(list(trainer.prepare.FLAGS)), 'model_dir' in flags.FLAGS)"
+        "import sys, trainer.main, trainer.prepare; from absl import flags; "
+        "print(len(list(trainer.main.FLAGS)), len(list(trainer.prepare.FLAGS)), 'model_dir' in flags.FLAGS, "
+        "'tensorflow' in sys.modules); "
+        "trainer.main.FLAGS(['prog', '--train_steps=5', '--mode=eval']); print('tensorflow' in sys.modules); "
+        "trainer.main.FLAGS(['prog', '--model=cnn']); print('tensorflow' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == [str(len(list(config_flags.settings(Config)))), "9", "False"]
+    num_settings = len(list(config_flags.settings(Config)))
+    assert result.stdout.split() == [str(num_settings), "9", "False", "False", "False", "True"]

@@ -29,7 +29,7 @@ BEST_METRICS = (
 
 
 # Choices that are a registry's names. The registries import TensorFlow and import this module,
-# so they are read when asked for (defining the flags, validating), not when this module loads.
+# so they are read when asked for (a flag given, the help shown, validate()), not when this loads.
 def model_names() -> Tuple[str, ...]:
     from trainer import models
 
@@ -234,13 +234,10 @@ def _positive(flag: str, value: float) -> None:
 def validate(config: Config) -> Config:
     """Checks everything that can be checked before the run starts; returns `config`.
 
-    Choices that are a registry's names (--model, --loss, ...) import the registry, hence TensorFlow."""
+    Choices that are a registry's names (--model, --loss, ...) are checked last: that imports TensorFlow."""
     _require(bool(config.model_dir), "--model_dir is required: the directory the run writes to.")
     data, model, train, dist = config.data, config.model, config.train, config.distribute
-    for section in (config, data, model, train, config.loss, dist):
-        for field in dataclasses.fields(section):
-            if choices_of(field):
-                _choice(field.name, getattr(section, field.name), choices_of(field))
+    _check_choices(config, registries=False)
     _require(
         config.checkpoint == "latest" or config.mode in ("eval", "predict", "export"),
         f"--checkpoint=best is for --mode=eval, predict or export; --mode={config.mode} always resumes from "
@@ -306,7 +303,16 @@ def validate(config: Config) -> Config:
     _positive("cpu_replicas", dist.cpu_replicas)
     _positive("collective_timeout_seconds", dist.collective_timeout_seconds)
     # --strategy=tpu without --tpu: distribute.choose_strategy, which also resolves `auto`.
+    _check_choices(config, registries=True)  # Last: reading a registry's names imports TensorFlow.
     return config
+
+
+def _check_choices(config: Config, registries: bool) -> None:
+    """Checks the settings whose choices are a tuple, or (`registries`) a registry's names."""
+    for section in (config, config.data, config.model, config.train, config.loss, config.distribute):
+        for field in dataclasses.fields(section):
+            if callable(field.metadata.get("choices")) == registries and choices_of(field):
+                _choice(field.name, getattr(section, field.name), choices_of(field))
 
 
 def to_json(config: Config) -> str:

@@ -6,15 +6,11 @@ Flags are read here and nowhere else; they are generated from the config datacla
 import os
 import sys
 
-# Before TensorFlow loads (defining the flags reads the model and loss registries): keep its C++
-# start-up chatter out of the log.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from trainer import errors  # noqa: E402
-from trainer import flags as config_flags  # noqa: E402
-from trainer.errors import Preempted, TrainingFailed, UserError  # noqa: E402
+from trainer import errors
+from trainer import flags as config_flags
+from trainer.errors import Preempted, TrainingFailed, UserError
 
 FLAGS = flags.FlagValues()  # The trainer's own, so that other programs' flags (trainer.prepare) never clash.
 config_flags.define_flags(FLAGS)
@@ -41,7 +37,7 @@ def main(argv) -> None:
         _fail(errors.EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
     try:
         config = config_flags.config_from_flags(FLAGS)
-        from trainer import loop  # The whole training stack: loaded once the config is valid.
+        from trainer import loop  # Imports TensorFlow: after the cheap checks, so bad flags fail fast.
 
         loop.run(config)
     except UserError as e:
@@ -59,6 +55,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console script `mltrain` and `python -m trainer`; `mltrain prepare ...` runs trainer.prepare."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ start-up chatter out of the log.
     if sys.argv[1:2] == ["prepare"]:
         from trainer import prepare
 
