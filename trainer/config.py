@@ -98,7 +98,8 @@ class DataConfig:
     max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")
     sequence_length: int = setting(64, "Text: token ids per example (cut or padded).")
     text_bigrams: bool = setting(True, "Text: add word bigrams to the words.")
-    image_size: int = setting(64, "Images (TFRecord `image`, TFDS voc) are resized to image_size x image_size.")
+    # Images: TFRecord `image`, TFDS voc.
+    image_size: int = setting(64, "Images are resized to image_size x image_size.")
     # The embedded synthetic problem (used when a split is `synthetic`).
     synthetic_train_examples: int = setting(24_000, "Synthetic training examples.")
     synthetic_eval_examples: int = setting(4_000, "Synthetic eval/test examples.")
@@ -119,16 +120,15 @@ class ModelConfig:
     )
     hidden_units: Tuple[int, ...] = setting((256, 256), "Hidden layer widths, e.g. 512,512.")
     dropout: float = setting(0.0, "Dropout after each hidden layer.")
-    embedding_dim: int = setting(64, "Token embedding width (text models); also the width of text_transformer.")
+    # Also the width of text_transformer.
+    embedding_dim: int = setting(64, "Token embedding width (text models).")
     transformer_layers: int = setting(2, "text_transformer: encoder blocks.")
     transformer_heads: int = setting(4, "text_transformer: attention heads.")
-    cnn_backbone: str = setting(
-        "resnet_small", "cnn: the network (resnet_small or a keras.applications one).", cnn_backbones
-    )
-    cnn_width: int = setting(32, "cnn resnet_small: filters of the first stage (then 2x, 4x).")
-    pretrained_weights: str = setting(
-        "", "cnn: local weights file of a keras.applications backbone; empty = from scratch."
-    )
+    # resnet_small, or a keras.applications network (models.BACKBONES).
+    cnn_backbone: str = setting("resnet_small", "cnn: the network.", cnn_backbones)
+    cnn_width: int = setting(32, "cnn resnet_small: filters of the first stage.")  # Then 2x, 4x.
+    # A local weights file for a keras.applications backbone; empty = from scratch.
+    pretrained_weights: str = setting("", "cnn: local weights file of the backbone.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,13 +144,10 @@ class TrainConfig:
     base_batch_size: int = setting(256, "Batch size at which --learning_rate applies as is.")
     optimizer: str = setting("adamw", "Optimizer.", optimizer_names)
     weight_decay: float = setting(1e-4, "Decoupled weight decay (adamw).")
-    lr_schedule: str = setting(
-        "cosine",
-        "Learning-rate schedule: linear warmup then cosine decay to 0 at train_steps, or constant.",
-        lr_schedules,
-    )
+    # Linear warmup, then cosine decay to 0 at train_steps; or constant.
+    lr_schedule: str = setting("cosine", "Learning-rate schedule.", lr_schedules)
     warmup_steps: int = setting(100, "Linear warmup steps (cosine schedule).")
-    clip_norm: float = setting(0.0, "Clip the global gradient norm (after the all-reduce); 0 = off.")
+    clip_norm: float = setting(0.0, "Clip the global gradient norm; 0 = off.")  # After the all-reduce.
     seed: int = setting(42, "Seed for initialisation, shuffling and synthetic data.")
     mixed_precision: str = setting("float32", "Compute precision.", PRECISIONS)
     jit_compile: bool = setting(True, "XLA-compile the per-replica step.")
@@ -161,16 +158,15 @@ class TrainConfig:
         0, "Also save when this many seconds have passed since the last save (checked between loops); 0 = off."
     )
     keep_checkpoints: int = setting(3, "Checkpoints kept.")
-    # Not a flag choice: validate() names the figures in its own message. `loss` and `hamming_loss`:
-    # lower is better.
+    # train_and_eval keeps the checkpoint of the best periodic evaluation in checkpoints/best/.
+    # `loss` and `hamming_loss`: lower is better. Not a flag choice: validate() names the figures.
     best_metric: str = setting(
         "macro/average_precision",
-        "Eval figure whose best value's checkpoint train_and_eval keeps in checkpoints/best/: macro/f1, "
-        "micro/f1, loss, ...",
+        "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
     )
     async_checkpoint: bool = setting(False, "Write checkpoints in the background (ignored with several workers).")
     max_nan_rollbacks: int = setting(
-        0, "On a NaN/Inf loss, roll back to the last checkpoint and go on this many times; 0 = fail (exit 2)."
+        0, "On a NaN/Inf loss, roll back to the last checkpoint and go on this many times; 0 = fail."
     )
     init_checkpoint: str = setting(
         "",

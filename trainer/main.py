@@ -8,9 +8,8 @@ import sys
 
 from absl import app, flags, logging
 
-from trainer import errors
 from trainer import flags as config_flags
-from trainer.errors import Preempted, TrainingFailed, UserError
+from trainer.errors import EXIT_PREEMPTED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Preempted, TrainingFailed, UserError
 
 FLAGS = flags.FlagValues()  # The trainer's own, so that other programs' flags (trainer.prepare) never clash.
 config_flags.define_flags(FLAGS)
@@ -34,22 +33,22 @@ def _describe_failure(error: Exception) -> str:
 
 def main(argv) -> None:
     if len(argv) > 1:
-        _fail(errors.EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
+        _fail(EXIT_USER_ERROR, f"unexpected argument(s) {argv[1:]}; flags take the form --name=value.")
     try:
         config = config_flags.config_from_flags(FLAGS)
         from trainer import loop  # Imports TensorFlow: after the cheap checks, so bad flags fail fast.
 
         loop.run(config)
     except UserError as e:
-        _fail(errors.EXIT_USER_ERROR, str(e))
+        _fail(EXIT_USER_ERROR, str(e))
     except Preempted as e:
         sys.stderr.write(f"preempted: {e}\n")
-        sys.exit(errors.EXIT_PREEMPTED)
+        sys.exit(EXIT_PREEMPTED)
     except TrainingFailed as e:
-        _fail(errors.EXIT_TRAINING_FAILED, str(e))
+        _fail(EXIT_TRAINING_FAILED, str(e))
     except Exception as e:  # Not the user's input: exit 2 so an orchestrator may restart the job.
         logging.exception("Training failed")
-        _fail(errors.EXIT_TRAINING_FAILED, _describe_failure(e))
+        _fail(EXIT_TRAINING_FAILED, _describe_failure(e))
     logging.info("Done.")
 
 
@@ -64,5 +63,5 @@ def run() -> None:
     try:
         config_flags.parse(FLAGS, sys.argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
     except UserError as e:
-        _fail(errors.EXIT_USER_ERROR, str(e))
+        _fail(EXIT_USER_ERROR, str(e))
     app.run(main)
