@@ -16,7 +16,7 @@ WRITTEN_ELSEWHERE = {"docs/metrics.md", "docs/kubernetes.md"}
 # Flags the README documents that other branches are adding (--ignore_columns: the data package;
 # the synthetic text settings: flags generated from every config field); drop a name from here once
 # its flag is defined.
-FLAGS_BEING_ADDED = {"ignore_columns", "synthetic_vocab_size", "synthetic_sequence_length"}
+FLAGS_BEING_ADDED = set()
 
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 _CODE = re.compile(r"`[^`\n]*`")

@@ -16,10 +16,10 @@ from trainer.config import DataConfig
 from trainer.errors import UserError
 
 
-def _run_prepare(args):
+def _run_prepare(args, program=("trainer.prepare",)):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
-        [sys.executable, "-m", "trainer.prepare", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", *program, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -105,3 +105,24 @@ def test_cli_ignore_columns_and_a_byte_order_mark(tmp_path):
     assert split.spec.label_names == ["a", "b"]
     np.testing.assert_array_equal(features["features"], [[0.5, -2.0], [1.5, 4.0]])
     np.testing.assert_array_equal(labels, [[1, 0], [0, 1]])
+
+
+def test_cli_flags_are_its_own_and_mltrain_prepare_runs_it(tmp_path):
+    """prepare's flags (its own FlagValues; the data ones generated from DataConfig) fail as the trainer's do."""
+    for args, fragment in [
+        (["--input=x.tsv", "--output_dir=o", "--data_format=json"], "--data_format=json: value should be one of"),
+        (["--input=x.tsv", "--output_dir=o", "--model=mlp"], "Unknown command line flag 'model'"),
+        (["--output_dir=o"], "--input and --output_dir are required"),
+    ]:
+        result = _run_prepare(args)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert fragment in error_line(result)
+
+    source = write_text_formats(tmp_path, _examples())["header_tsv"]
+    out = tmp_path / "prepared"
+    result = _run_prepare(
+        [f"--input={source}", f"--output_dir={out}", "--num_shards=3"], program=("trainer", "prepare")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Wrote {NUM_EXAMPLES} examples to 3 shards" in result.stdout
+    assert (out / "labels.txt").read_text().split() == LABELS

@@ -16,11 +16,10 @@ loop, steps, models, checkpoint, evaluation or reporting.
 
 from trainer.data.pipeline import eval_batches, reads_own_part, replica_batch, train_batches, worker_part
 from trainer.data.sources import Reader, file_format, load_split, match_files
-from trainer.data.split import PARSE_BATCH, SPEC_FILE, WHOLE, InputSpec, Part, Split, from_arrays, read_spec, write_spec
+from trainer.data.split import PARSE_BATCH, WHOLE, InputSpec, Part, Split, from_arrays, read_spec, write_spec
 
 __all__ = [
     "PARSE_BATCH",
-    "SPEC_FILE",
     "WHOLE",
     "InputSpec",
     "Part",

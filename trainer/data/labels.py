@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from trainer import paths
 from trainer.errors import UserError
 
 LABELS_FILE = "labels.txt"
@@ -68,8 +69,7 @@ def require_labels(flag: str, allow_unlabelled: bool, what: str) -> None:
 
 
 def write_names(path: str, names: Iterable[str]) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("".join(f"{n}\n" for n in names))
+    paths.atomic_write(path, "".join(f"{n}\n" for n in names))
 
 
 @dataclasses.dataclass

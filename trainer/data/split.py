@@ -7,15 +7,14 @@ export can rebuild the model without any data.
 
 import dataclasses
 import json
-import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from trainer import paths
 from trainer.errors import UserError
 
-SPEC_FILE = "input_spec.json"
 PARSE_BATCH = 1024  # Records a reader parses at once (vectorised), before the examples are unbatched.
 
 
@@ -75,16 +74,14 @@ def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List
 
 def write_spec(model_dir: str, spec: InputSpec) -> str:
     """Saves what the model was built from, so export can rebuild it without any data."""
-    path = os.path.join(model_dir, SPEC_FILE)
     features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps({"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}))
-    return path
+    saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
+    return paths.atomic_write(paths.input_spec(model_dir), json.dumps(saved))
 
 
 def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
     """The InputSpec `write_spec` saved in `model_dir`, with the run's `vocabulary`."""
-    path = os.path.join(model_dir, SPEC_FILE)
+    path = paths.input_spec(model_dir)
     if not tf.io.gfile.exists(path):
         raise UserError(f"{path} is missing: --model_dir holds no trained model; train first (--mode=train).")
     with tf.io.gfile.GFile(path) as f:
