@@ -68,7 +68,7 @@ def test_resources_are_requested_and_limited(overlay):
 
 
 def test_accelerators_are_requested_where_the_overlay_says():
-    for overlay in ("single-gpu", "multi-worker-gpu", "tfjob"):
+    for overlay in ("single-gpu", "multi-worker-gpu", "multi-worker-gpu-jobset", "tfjob"):
         assert trainer(render(overlay))["resources"]["limits"]["nvidia.com/gpu"] == "1"
     template = templates(render("tpu"))[0]
     assert {"cloud.google.com/gke-tpu-accelerator", "cloud.google.com/gke-tpu-topology"} <= set(
