@@ -36,6 +36,7 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The queue's name is a label value and a LocalQueue's name at once: both hold only this.
 _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _MAX_LABEL_VALUE = 63
+_MAX_HOSTNAME = 63  # A pod hostname is one DNS label.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +160,8 @@ def _patch_workload(doc: dict, run: Run) -> None:
         spec["tfReplicaSpecs"]["Worker"]["replicas"] = run.workers
         spec.setdefault("runPolicy", {})["backoffLimit"] = run.workers * run.max_restarts
     if run.queue:
-        # Kueue admits the workload that carries the label; created suspended, it starts only when
-        # admitted (Kueue's webhook suspends it too, this holds where the webhook is not in the path).
+        # Kueue admits the workload that carries the label, then unsuspends it. Created suspended, it
+        # cannot start before admission even where Kueue's webhook (which suspends it) is not in the path.
         doc["metadata"].setdefault("labels", {})[QUEUE_LABEL] = run.queue
         (spec.setdefault("runPolicy", {}) if doc["kind"] == "TFJob" else spec)["suspend"] = True
     for template in pod_templates(doc):
@@ -198,10 +199,9 @@ def _check_hostnames(doc: dict, run: Run) -> None:
     if doc["kind"] == "JobSet":
         name = f"{name}-{doc['spec']['replicatedJobs'][0]['name']}-0"  # The child Job.
     hostname = f"{name}-{run.workers - 1}"
-    if doc["kind"] != "TFJob" and len(hostname) > _MAX_LABEL_VALUE:
+    if doc["kind"] != "TFJob" and len(hostname) > _MAX_HOSTNAME:
         raise UserError(
-            f"pod hostname {hostname!r} would be longer than {_MAX_LABEL_VALUE} characters; "
-            "use a shorter --name-prefix."
+            f"pod hostname {hostname!r} would be longer than {_MAX_HOSTNAME} characters; use a shorter --name-prefix."
         )
 
 

@@ -185,6 +185,19 @@ def test_service_names_and_selects_the_workers_and_tf_config_agrees(overlay):
         assert spec["cluster"]["worker"] == [f"{job_name}-{i}.{name}:{port}" for i in range(workers)]
 
 
+def test_tpu_overlay_names_the_tpu_image():
+    # Plain kustomize users set `images: [{name: mltrain-tpu, ...}]`: the name says which image it is.
+    built = subprocess.run([KUBECTL, "kustomize", REPO / "k8s" / "overlays" / "tpu"], capture_output=True, text=True)
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert k8s.trainer_container(next(k8s.pod_templates(workload(docs))))["image"] == "mltrain-tpu"
+    for overlay in sorted(set(WORKERS) - {"tpu"}):
+        built = subprocess.run(
+            [KUBECTL, "kustomize", REPO / "k8s" / "overlays" / overlay], capture_output=True, text=True
+        )
+        docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+        assert k8s.trainer_container(next(k8s.pod_templates(workload(docs))))["image"] == "mltrain"
+
+
 def test_tfjob_leaves_the_cluster_to_the_operator():
     docs = render("tfjob")
     tfjob = only(docs, "TFJob")
