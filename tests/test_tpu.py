@@ -36,3 +36,4 @@ def test_tpu_local_without_a_tpu_is_one_line_too(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]
     line = error_line(result)
     assert line.startswith("error: --tpu=local: no TPU could be reached (NotFoundError: TPUs not found"), line
+    assert "run on a TPU VM or GKE TPU node with tensorflow-tpu and libtpu (the Dockerfile.tpu image)" in line

@@ -201,12 +201,19 @@ def _tpu(config: DistributeConfig):
     # google-auth error; TensorFlow adds ValueError, RuntimeError and OpError (no TPU devices).
     # Whatever the type, it means the same to the user: this TPU cannot be reached from here.
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise UserError(
-            f"--tpu={config.tpu}: no TPU could be reached ({type(e).__name__}: {reason}); on a TPU VM or a "
-            "GKE TPU node use --tpu=local; a TPU name is resolved through the GCE metadata server, so use "
-            "it only on Google Cloud, with the name of a TPU in this project and zone."
-        )
+        reason = (str(e).strip().splitlines() or [""])[0]
+        reason = reason if len(reason) <= 160 else reason[:160] + "..."
+        if config.tpu == "local":
+            fix = (
+                "this machine has no TPU TensorFlow can use: run on a TPU VM or GKE TPU node with tensorflow-tpu "
+                "and libtpu (the Dockerfile.tpu image), or run without --tpu and --strategy=tpu"
+            )
+        else:
+            fix = (
+                "on a TPU VM or a GKE TPU node use --tpu=local; a TPU name is resolved through the GCE metadata "
+                "server, so use it only on Google Cloud, with the name of a TPU in this project and zone"
+            )
+        raise UserError(f"--tpu={config.tpu}: no TPU could be reached ({type(e).__name__}: {reason}); {fix}.")
     return tf.distribute.TPUStrategy(resolver)
 
 
