@@ -5,6 +5,7 @@ does not move protobuf away from what TensorFlow needs. These resolve against th
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,13 +46,24 @@ def resolve(requirements, tmp_path, env=None) -> dict:
     }
 
 
+def source_copy(tmp_path) -> str:
+    """What the images copy, in a directory of its own: building metadata there (with whichever
+    MLTRAIN_TENSORFLOW) leaves this checkout's mltrain.egg-info alone."""
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(REPO / "setup.py", source)
+    for package in ("trainer", "launch"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return str(source)
+
+
 def dockerfile_args(path):
     """The ARG defaults of a Dockerfile: what `docker build` uses unless told otherwise."""
     return dict(re.findall(r"^ARG (\w+)=(\S+)$", path.read_text(), re.MULTILINE))
 
 
 def test_default_install_is_the_cpu_gpu_tensorflow_within_the_supported_range(tmp_path):
-    installs = resolve([str(REPO)], tmp_path, env={"MLTRAIN_TENSORFLOW": "tensorflow"})
+    installs = resolve([source_copy(tmp_path)], tmp_path, env={"MLTRAIN_TENSORFLOW": "tensorflow"})
     assert TENSORFLOW_MODULE_DISTRIBUTIONS & installs.keys() == {"tensorflow"}
     assert re.fullmatch(r"2\.2[01]\.\d+", installs["tensorflow"]), installs["tensorflow"]
     assert installs["tensorboard"].split(".")[:2] == installs["tensorflow"].split(".")[:2]
@@ -65,7 +77,7 @@ def test_tpu_image_set_resolves_with_tensorflow_tpu_and_never_tensorflow(tmp_pat
     image_env = dict(re.findall(r"(MLTRAIN_TENSORFLOW)=(\S+)", (REPO / "Dockerfile.tpu").read_text()))
     assert image_env == {"MLTRAIN_TENSORFLOW": "tensorflow-tpu"}
     pins = [f"tensorflow-tpu=={args['TENSORFLOW_TPU_VERSION']}", f"libtpu=={args['LIBTPU_VERSION']}"]
-    installs = resolve([*pins, str(REPO)], tmp_path, env=image_env)
+    installs = resolve([*pins, source_copy(tmp_path)], tmp_path, env=image_env)
     assert TENSORFLOW_MODULE_DISTRIBUTIONS & installs.keys() == {"tensorflow-tpu"}
     assert installs["tensorflow-tpu"] == args["TENSORFLOW_TPU_VERSION"] == "2.20.0"
     assert installs["libtpu"] == args["LIBTPU_VERSION"]
@@ -88,7 +100,7 @@ def test_an_unknown_tensorflow_distribution_is_refused(tmp_path):
 
 
 def test_tpu_extra_keeps_protobuf_at_what_tensorflow_needs(tmp_path):
-    installs = resolve([f"{REPO}[tpu]"], tmp_path)
+    installs = resolve([f"{source_copy(tmp_path)}[tpu]"], tmp_path)
     assert "cloud-tpu-client" in installs
     from importlib.metadata import version
 
