@@ -30,7 +30,7 @@ from trainer.errors import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BEST_SUBDIR = "best"
-LOWER_IS_BETTER = ("loss", "hamming_loss")
+LOWER_IS_BETTER = ("loss", "hamming_loss", "ranking/coverage_error", "ranking/ranking_loss")
 
 
 class Checkpoints:
@@ -146,11 +146,12 @@ def _save_to_scratch(checkpoint: tf.train.Checkpoint, step: int) -> None:
 
 
 def metric_value(summary: Dict, metric: str) -> float:
-    """`metric` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1`) read from an eval summary."""
+    """`metric` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1` or `ranking/precision@1`)
+    read from an eval summary; NaN when undefined (e.g. psprecision@k without training label counts)."""
     value = summary
     for key in metric.split("/"):
         value = value[key]
-    return float(value)
+    return float("nan") if value is None else float(value)
 
 
 def find_init_checkpoint(path: str) -> str:

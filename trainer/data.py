@@ -37,6 +37,10 @@ class InputSpec:
     label_names: List[str]
     vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
     vocabulary: Tuple[str, ...] = ()  # Term of each token id, for text sources (trainer.text); else ().
+    # Set when read from the training split: positives per label and examples, saved with the spec
+    # for the propensity-scored ranking figures of later eval-only runs.
+    train_label_counts: Tuple[int, ...] = ()
+    num_train_examples: int = 0
 
     @property
     def num_labels(self) -> int:
@@ -75,9 +79,24 @@ def write_spec(model_dir: str, spec: InputSpec) -> str:
     """Saves what the model was built from, so export can rebuild it without any data."""
     path = os.path.join(model_dir, SPEC_FILE)
     features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
+    saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
+    if spec.train_label_counts:
+        saved.update(train_label_counts=list(spec.train_label_counts), num_train_examples=spec.num_train_examples)
     with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps({"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}))
+        f.write(json.dumps(saved))
     return path
+
+
+def read_train_label_counts(model_dir: str) -> Optional[Tuple[np.ndarray, int]]:
+    """(positives per label, examples) of the training split, as saved with the spec; None if absent."""
+    path = os.path.join(model_dir, SPEC_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    if not saved.get("train_label_counts"):
+        return None
+    return np.asarray(saved["train_label_counts"], np.int64), int(saved["num_train_examples"])
 
 
 def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
@@ -90,7 +109,10 @@ def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
         name: tf.TensorSpec(feature["shape"], tf.as_dtype(feature["dtype"]), name=name)
         for name, feature in saved["features"].items()
     }
-    return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
+    counts = tuple(saved.get("train_label_counts", ()))
+    return InputSpec(
+        specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary), counts, saved.get("num_train_examples", 0)
+    )
 
 
 def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = ()) -> Split:
@@ -111,16 +133,27 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
             seed,
             config.synthetic_image_size,
         )
-        return from_arrays(
+        loaded = from_arrays(
             features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size
         )
+        return _with_train_counts(loaded) if split == "train" else loaded
     source = sources.load(config, split, path, vocabulary)
     features_spec, _ = source.examples.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, source.label_names, len(source.vocabulary), source.vocabulary)
-    return Split(
+    loaded = Split(
         source.examples, spec, source.num_examples, source.label_counts, files=source.files, read_part=source.read_part
     )
+    return _with_train_counts(loaded) if split == "train" else loaded
+
+
+def _with_train_counts(split: Split) -> Split:
+    """`split` (the training split) with its label counts in its spec, when they are known."""
+    if split.num_examples <= 0:
+        return split
+    counts = tuple(int(c) for c in split.label_counts)
+    spec = dataclasses.replace(split.spec, train_label_counts=counts, num_train_examples=split.num_examples)
+    return dataclasses.replace(split, spec=spec)
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:

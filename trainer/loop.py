@@ -157,7 +157,15 @@ def run(config: Config) -> None:
     positive_fraction = first.label_counts / max(first.num_examples, 1) if training else None
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
     evaluator = evaluation.Evaluator(
-        strategy, topology, model, loss_fn, train.jit_compile, config.model_dir, config.checkpoint
+        strategy,
+        topology,
+        model,
+        loss_fn,
+        train.jit_compile,
+        config.model_dir,
+        config.checkpoint,
+        exact_metrics_budget=train.exact_metrics_budget,
+        predict_top_k=train.predict_top_k,
     )
 
     # -- Restore (resume order: this model_dir's latest checkpoint, else fresh). The train

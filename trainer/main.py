@@ -95,6 +95,14 @@ flags.DEFINE_string(
     _TRAIN.best_metric,
     "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
 )
+flags.DEFINE_integer(
+    "exact_metrics_budget",
+    _TRAIN.exact_metrics_budget,
+    TrainConfig.__dataclass_fields__["exact_metrics_budget"].metadata["help"],
+)
+flags.DEFINE_integer(
+    "predict_top_k", _TRAIN.predict_top_k, TrainConfig.__dataclass_fields__["predict_top_k"].metadata["help"]
+)
 flags.DEFINE_boolean(
     "async_checkpoint", _TRAIN.async_checkpoint, "Write checkpoints in the background (ignored with several workers)."
 )
@@ -202,6 +210,8 @@ def config_from_flags() -> Config:
                 async_checkpoint=f.async_checkpoint,
                 max_nan_rollbacks=f.max_nan_rollbacks,
                 init_checkpoint=f.init_checkpoint,
+                exact_metrics_budget=f.exact_metrics_budget,
+                predict_top_k=f.predict_top_k,
             ),
             loss=LossConfig(
                 loss=f.loss,
