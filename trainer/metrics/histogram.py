@@ -1,9 +1,10 @@
 """Score histograms: the fallback for AP, ROC-AUC and thresholds when an eval split's examples x
 labels exceed --exact_metrics_budget.
 
-The bins cover the whole real line, so saturated scores stay apart: 3/4 of a label's bins are
-uniform on the logits [-16, 16] (probability 0.5, logit 0, is an edge), and 1/8 on each side are
-geometric from 16 out to the float32 range (each bin a constant ratio wider than the last).
+The bins cover the whole real line, so saturated scores stay apart: half of a label's bins are
+uniform on the logits [-16, 16] (probability 0.5, logit 0, is an edge), and a quarter on each
+side are geometric (each bin a constant ratio wider than the last) out to +-1024, the last 8
+out to the float32 range.
 How many bins a label gets follows from the budget (`bins_per_label`), so memory stays within
 it at any label count. Scores that share a bin count as tied; `curves.curve_figures` bounds the
 error that causes, per label.
@@ -17,31 +18,44 @@ import tensorflow as tf
 from trainer.metrics.curves import Groups
 
 CENTER_RANGE = 16.0  # Uniform bins on [-16, 16]: probabilities 1e-7 .. 1 - 1e-7.
+FAR_RANGE = 1024.0  # Beyond +-1024 (where no trained model's logits go), a few very wide bins.
+FAR_BINS = 8  # On each side.
 MIN_BINS, MAX_BINS = 64, 4096
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def bins_per_label(budget: int, num_labels: int, replicas_per_worker: int) -> int:
-    """Bins per label (even, MIN_BINS..MAX_BINS) so that every local replica's positive and
-    negative histograms together hold at most `budget` counts."""
+    """Bins per label (a multiple of 8, MIN_BINS..MAX_BINS) so that every local replica's positive
+    and negative histograms together hold at most `budget` counts."""
     fitting = budget // max(2 * num_labels * replicas_per_worker, 1)
     return int(np.clip(fitting // 8 * 8, MIN_BINS, MAX_BINS))
 
 
 def _layout(num_bins: int):
-    """(tail bins on each side, center bins, center bin width, log of the tail ratio)."""
-    tail = num_bins // 8
-    center = num_bins - 2 * tail
-    return tail, center, 2 * CENTER_RANGE / center, np.log(FLOAT32_MAX / CENTER_RANGE) / tail
+    """(bins on each side beyond 16, center bins, center bin width, log ratios of the near and far
+    geometric bins)."""
+    side = num_bins // 4
+    center = num_bins - 2 * side
+    near = side - FAR_BINS
+    return (
+        side,
+        center,
+        2 * CENTER_RANGE / center,
+        np.log(FAR_RANGE / CENTER_RANGE) / near,
+        np.log(FLOAT32_MAX / FAR_RANGE) / FAR_BINS,
+    )
 
 
 def edges(num_bins: int) -> np.ndarray:
     """The num_bins - 1 inner bin edges, float32, ascending: bin k holds edge[k-1] <= logit < edge[k]
-    (bin 0 is open below, the last open above)."""
-    tail, center, width, log_ratio = _layout(num_bins)
-    geometric = CENTER_RANGE * np.exp(log_ratio * np.arange(1, tail))
+    (bin 0 is open below, the last open above). Half the bins are uniform on [-16, 16]; a quarter on
+    each side are geometric, all but FAR_BINS of them out to 1024, those out to the float32 range."""
+    side, center, width, near_log, far_log = _layout(num_bins)
+    near = CENTER_RANGE * np.exp(near_log * np.arange(1, side - FAR_BINS + 1))
+    far = FAR_RANGE * np.exp(far_log * np.arange(1, FAR_BINS))
+    outer = np.concatenate([near, far])  # side - 1 edges beyond 16.
     uniform = -CENTER_RANGE + width * np.arange(center + 1)
-    return np.concatenate([-geometric[::-1], uniform, geometric]).astype(np.float32)
+    return np.concatenate([-outer[::-1], uniform, outer]).astype(np.float32)
 
 
 def lower_edges(num_bins: int) -> np.ndarray:
@@ -51,14 +65,19 @@ def lower_edges(num_bins: int) -> np.ndarray:
 
 def bin_indices(logits, num_bins: int):
     """The bin of each logit (int32, same shape), exact against `edges` (float32 logits)."""
-    tail, center, width, log_ratio = _layout(num_bins)
+    side, center, width, near_log, far_log = _layout(num_bins)
     logits = tf.cast(logits, tf.float32)
-    magnitude = tf.maximum(tf.abs(logits) / CENTER_RANGE, 1.0)
-    outer = tf.floor(tf.math.log(magnitude) / log_ratio)
+    magnitude = tf.abs(logits)
+    # How many outer bins lie between 16 and |logit| (0 inside [-16, 16]).
+    outer = tf.where(
+        magnitude < FAR_RANGE,
+        tf.floor(tf.math.log(tf.maximum(magnitude / CENTER_RANGE, 1.0)) / near_log),
+        side - FAR_BINS + tf.floor(tf.math.log(tf.maximum(magnitude / FAR_RANGE, 1.0)) / far_log),
+    )
     guess = tf.where(
         logits >= CENTER_RANGE,
-        tail + center + outer,
-        tf.where(logits < -CENTER_RANGE, tail - 1 - outer, tail + tf.floor((logits + CENTER_RANGE) / width)),
+        side + center + outer,
+        tf.where(logits < -CENTER_RANGE, side - 1 - outer, side + tf.floor((logits + CENTER_RANGE) / width)),
     )
     guess = tf.cast(tf.clip_by_value(tf.where(tf.math.is_nan(guess), 0.0, guess), 0, num_bins - 1), tf.int32)
     # The arithmetic above can miss by one at an edge (float rounding): compare with the edges.
