@@ -4,6 +4,8 @@ Scores are logits as overconfident models give them: out to +-50, with ties, and
 positives or no negatives. The CLI tests under each strategy are in test_metrics_cli.py.
 """
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -269,3 +271,29 @@ def test_best_metric_may_name_every_ranking_figure():
     assert checkpoint.metric_value(summary, "ranking/precision@1") == 0.25
     assert np.isnan(checkpoint.metric_value(summary, "ranking/psprecision@1"))
     assert "ranking/ranking_loss" in checkpoint.LOWER_IS_BETTER
+
+
+def test_reports_at_many_labels_show_the_most_and_least_frequent_and_point_to_the_csv(tmp_path):
+    from trainer import report, reporting
+
+    rng = np.random.default_rng(6)
+    names = [f"tag{j:03d}" for j in range(120)]
+    labels = rng.random((400, 120)) < np.linspace(0.3, 0.001, 120)
+    logits = (np.where(labels, 2.0, -2.0) + rng.normal(scale=2, size=labels.shape)).astype(np.float32)
+    thresholds = np.full(120, 0.5, np.float32)
+    totals = {k: np.asarray(v, np.float64) for k, v in device_totals(labels, logits, thresholds).items()}
+    source = metrics.ExactScores(logits, labels)
+    summary = metrics.summarize(totals, source, names, thresholds, False)
+    summary.update(step=10, split="eval", loss=0.1)
+    shown, left_out = reporting.listed_labels(summary)
+    assert len(shown) == 2 * reporting.LISTED_EACH_END and len(left_out) == 120 - len(shown)
+    assert shown[0] == reporting.by_support(summary)[0] and shown[-1] == reporting.by_support(summary)[-1]
+    lines = reporting.table(summary, "title").splitlines()
+    assert len(lines) < 60
+    assert any(f"... {len(left_out)} labels" in line and "metrics/eval-10.csv" in line for line in lines)
+    assert any(line.startswith("precision@1=") for line in lines)
+    path = report.write_report(str(tmp_path), summary, summary, source)
+    assert os.path.getsize(path) > 10_000
+    reporting.write_metrics(str(tmp_path), "eval", 10, summary)
+    with open(tmp_path / "metrics" / "eval-10.csv") as f:
+        assert len(f.readlines()) == 121  # Every label in the CSV.
