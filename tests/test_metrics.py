@@ -4,6 +4,7 @@ Scores are logits as overconfident models give them: out to +-50, with ties, and
 positives or no negatives. The CLI tests under each strategy are in test_metrics_cli.py.
 """
 
+import json
 import os
 
 import numpy as np
@@ -297,3 +298,17 @@ def test_reports_at_many_labels_show_the_most_and_least_frequent_and_point_to_th
     reporting.write_metrics(str(tmp_path), "eval", 10, summary)
     with open(tmp_path / "metrics" / "eval-10.csv") as f:
         assert len(f.readlines()) == 121  # Every label in the CSV.
+
+
+def test_prediction_rows_hold_exact_float32_and_the_top_k():
+    from trainer.evaluation import prediction_rows
+
+    logits = np.array([[40.0, 50.0, -3.0, 0.1, 1e-3]], np.float32)
+    names, thresholds = np.array(list("abcde")), np.full(5, 0.5, np.float32)
+    row = json.loads(json.dumps(prediction_rows(logits, names, thresholds)[0]))
+    np.testing.assert_array_equal(np.array(row["logits"], np.float32), logits[0])
+    np.testing.assert_array_equal(np.array(row["probabilities"], np.float32), probabilities_of(logits)[0])
+    assert row["labels"] == ["a", "b", "d", "e"]
+    top = json.loads(json.dumps(prediction_rows(logits, names, thresholds, top_k=3)[0]))
+    # a and b both have probability 1.0 in float32: their logits order them.
+    assert [name for name, _ in top["top_k"]] == ["b", "a", "d"] and set(top) == {"labels", "top_k"}

@@ -109,7 +109,7 @@ def test_predict_top_k_writes_the_k_best_labels_and_refuses_more_than_there_are(
     assert len(top) == len(dense)
     for row, full in zip(top[:50], dense[:50]):
         assert set(row) == {"top_k", "labels"} and row["labels"] == full["labels"]
-        expected = np.argsort(-np.array(full["probabilities"]), kind="stable")[:3]
+        expected = np.argsort(-np.array(full["logits"]), kind="stable")[:3]
         assert [name for name, _ in row["top_k"]] == [names[j] for j in expected]
         assert [p for _, p in row["top_k"]] == [full["probabilities"][j] for j in expected]
     before = open(os.path.join(overfit, "predictions.jsonl")).read()

@@ -210,12 +210,13 @@ class Evaluator:
 def prediction_rows(logits: np.ndarray, names: np.ndarray, thresholds: np.ndarray, top_k: int = 0) -> List[Dict]:
     """predictions.jsonl rows for a batch of float32 logits [B, L]: labels at `thresholds`, then the
     dense probabilities and logits, or (top_k > 0) the top_k [name, probability] pairs, best first
-    (ties: lower label id first)."""
+    (by logit; ties: lower label id first)."""
     logits = np.asarray(logits, np.float32)
     probabilities = metrics.curves.sigmoid(logits).astype(np.float32)
     rows = []
     if top_k:
-        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        # By logit: probabilities of saturated scores tie at 1.0 in float32, their logits do not.
+        best = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
         for row, top in zip(probabilities, best):
             rows.append(
                 {
