@@ -68,6 +68,15 @@ class Evaluator:
             self._eval_steps[num_bins] = (totals, eval_step, read_totals)
         return self._eval_steps[num_bins]
 
+    def _num_bins(self, num_examples: int, num_labels: int) -> int:
+        """0 (exact curves from the gathered scores) when the split's size is known and its scores fit
+        the budget; else the histograms' bins per label."""
+        if 0 < num_examples and num_examples * num_labels <= self.exact_metrics_budget:
+            return 0
+        return metrics.histogram.bins_per_label(
+            self.exact_metrics_budget, num_labels, self.topology.replicas_per_worker
+        )
+
     def _inverse_propensities(self, num_labels: int) -> Optional[np.ndarray]:
         """From the training label counts saved in the model dir; None when it holds none."""
         saved = data.read_train_label_counts(self.model_dir)
@@ -78,16 +87,9 @@ class Evaluator:
     def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, object]:
         """One pass over `split`: (figures as in metrics/<split>-<step>.json, the curves source:
         metrics.ExactScores, or metrics.Histograms beyond --exact_metrics_budget)."""
-        num_labels = len(split.spec.label_names)
-        num_examples = split.num_examples
-        exact = 0 < num_examples and num_examples * num_labels <= self.exact_metrics_budget
-        num_bins = (
-            0
-            if exact
-            else metrics.histogram.bins_per_label(
-                self.exact_metrics_budget, num_labels, self.topology.replicas_per_worker
-            )
-        )
+        num_labels, num_examples = len(split.spec.label_names), split.num_examples
+        num_bins = self._num_bins(num_examples, num_labels)
+        exact = num_bins == 0
         totals, eval_step, read_totals = self._steps_for(num_bins)
         for total in totals.values():
             total.assign(tf.zeros_like(total))
