@@ -7,8 +7,9 @@ load from other processes hits all alike. Overheads are over the first variant o
 
 Training step (BCE, Adam):
   train        the step alone. This is the trainer's training step: it computes no statistics.
-  +stats       + `trainer.metrics.add_batch` (counts and the ranking sums; the exact AP/ROC-AUC
-               need no more on the devices) in the same compiled step;
+  +stats       + `trainer.metrics.add_batch` (the counts) in the same compiled step and
+               `add_ranking` (the ranking block) after it; the exact AP/ROC-AUC need no more
+               on the devices (the eval step returns the logits);
   +hist        + the histograms of the fallback beyond --exact_metrics_budget (1,248 bins a label
                at 100,000 labels, 4,096 at <= 30,000), scattered into variables;
   +keras AUC   + `keras.metrics.AUC(multi_label=True, num_labels=L)` updated in the step.
@@ -84,16 +85,19 @@ def make_loop(variant: str, training: bool, num_labels: int, args):
             logits = model(features, training=False)
             loss = tf.reduce_mean(logits)
         if variant in ("+stats", "+hist"):
-            metrics.add_batch(totals, labels, logits, mask, thresholds, inv_propensity, num_bins)
+            metrics.add_batch(totals, labels, logits, mask, thresholds, num_bins)
         if variant == "+keras AUC":
             auc.update_state(labels, tf.sigmoid(logits))
-        return loss
+        return loss, logits
 
     @tf.function
     def loop(features, labels, num_steps):
         loss = tf.constant(0.0)
         for _ in tf.range(num_steps):
-            loss += step(features, labels)
+            step_loss, logits = step(features, labels)
+            if variant in ("+stats", "+hist"):  # Outside XLA, as the trainer's eval step does it.
+                metrics.add_ranking(totals, labels, logits, mask, inv_propensity, static_shapes=False)
+            loss += step_loss
         return loss
 
     return loop

@@ -36,7 +36,7 @@ def _pad(rows, batch_size):
     return np.concatenate([rows, np.repeat(rows[:1], batch_size - len(rows), axis=0)])
 
 
-def device_totals(labels, logits, thresholds, inv_propensity=None, num_bins=0, batch_size=512):
+def device_totals(labels, logits, thresholds, inv_propensity=None, num_bins=0, batch_size=512, static_shapes=False):
     """Sums of metrics.add_batch over the batches (the last padded and masked, as eval batches are)."""
     num_labels = labels.shape[1]
     shapes = metrics.statistics_shapes(num_labels, num_bins)
@@ -49,15 +49,9 @@ def device_totals(labels, logits, thresholds, inv_propensity=None, num_bins=0, b
         batch_labels, batch_logits = labels[start : start + batch_size], logits[start : start + batch_size]
         real = len(batch_labels)
         mask = np.r_[np.ones(real), np.zeros(batch_size - real)].astype(np.float32)
-        metrics.add_batch(
-            totals,
-            tf.constant(_pad(batch_labels, batch_size), tf.float32),
-            tf.constant(_pad(batch_logits, batch_size)),
-            tf.constant(mask),
-            tf.constant(thresholds, tf.float32),
-            tf.constant(weights),
-            num_bins,
-        )
+        batch = (tf.constant(_pad(batch_labels, batch_size), tf.float32), tf.constant(_pad(batch_logits, batch_size)))
+        metrics.add_batch(totals, *batch, tf.constant(mask), tf.constant(thresholds, tf.float32), num_bins)
+        metrics.add_ranking(totals, *batch, tf.constant(mask), tf.constant(weights), static_shapes)
     return {name: v.numpy() for name, v in totals.items()}
 
 
@@ -229,7 +223,8 @@ def reference_at_k(labels, logits, inv_propensity, k):
     }
 
 
-def test_ranking_block_equals_sklearn_and_the_numpy_reference():
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_ranking_block_equals_sklearn_and_the_numpy_reference(static_shapes):
     rng = np.random.default_rng(5)
     labels = rng.random((700, 12)) < np.linspace(0.02, 0.5, 12)
     labels[:20] = False  # No positives.
@@ -239,7 +234,7 @@ def test_ranking_block_equals_sklearn_and_the_numpy_reference():
     logits[200:260, :6] = 40.0  # Saturated ties.
     train_counts = rng.integers(0, 500, size=12)
     inv_propensity = propensity.inverse_propensities(train_counts, 5000)
-    totals = device_totals(labels, logits, np.full(12, 0.5, np.float32), inv_propensity, batch_size=128)
+    totals = device_totals(labels, logits, np.full(12, 0.5, np.float32), inv_propensity, 0, 128, static_shapes)
     block = ranking.figures(totals, float(totals["num_examples"]), propensity_scored=True)
     assert set(block) == set(ranking.NAMES)
     assert block["label_ranking_average_precision"] == pytest.approx(

@@ -78,17 +78,23 @@ def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bo
     to `totals` (make_eval_totals) on each replica. Without histograms (`num_bins` 0) it returns
     (logits, labels, mask) of the whole global batch, in order, for the exact curves on the host."""
 
+    static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
+
     @tf.function(jit_compile=jit_compile)
-    def replica_add_statistics(features, labels, mask, thresholds, inv_propensity):
+    def replica_add_statistics(features, labels, mask, thresholds):
         logits = model(features, training=False)
-        metrics.add_batch(totals, labels, logits, mask, thresholds, inv_propensity, num_bins)
+        metrics.add_batch(totals, labels, logits, mask, thresholds, num_bins)
         totals["loss_sum"].assign_add(tf.reduce_sum(loss_fn(labels, logits) * mask))
         return tf.cast(logits, tf.float32)
 
     def replica_eval(features, labels, mask, thresholds, inv_propensity):
         # A plain function around the compiled one: handed a tf.function directly,
         # strategy.run would place every replica's XLA cluster on the first device.
-        return replica_add_statistics(features, labels, mask, thresholds, inv_propensity), labels, mask
+        logits = replica_add_statistics(features, labels, mask, thresholds)
+        # Outside the XLA cluster (but for TPUs): XLA's CPU sort is slow, and the faster path
+        # through each example's positives has dynamic shapes.
+        metrics.add_ranking(totals, labels, logits, mask, inv_propensity, static_shapes)
+        return logits, labels, mask
 
     @tf.function
     def eval_step(worker_batch, thresholds, inv_propensity):

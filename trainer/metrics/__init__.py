@@ -6,7 +6,7 @@
 - `curves`: per-label AP, ROC-AUC, F1-optimal thresholds and PR curves from exact scores
   (`ExactScores`), or from `histogram.Histograms` beyond --exact_metrics_budget, with error bounds.
 
-On the devices, `add_batch` only adds to sums, so replicas, workers and batches add exactly;
+On the devices, `add_batch` and `add_ranking` only add to sums, so replicas, workers and batches add exactly;
 `summarize` turns the sums and a curves source into the figures of metrics/<split>-<step>.json.
 """
 
@@ -23,6 +23,7 @@ __all__ = [
     "ExactScores",
     "Histograms",
     "add_batch",
+    "add_ranking",
     "counts",
     "curves",
     "histogram",
@@ -47,14 +48,19 @@ def statistics_shapes(num_labels: int, num_bins: int = 0) -> Dict[str, tuple]:
     return shapes
 
 
-def add_batch(totals: Dict[str, tf.Variable], labels, logits, mask, thresholds, inv_propensity, num_bins: int = 0):
-    """Adds one (replica's) batch to `totals`, variables shaped as `statistics_shapes`."""
-    sums = counts.batch_counts(labels, logits, mask, thresholds)
-    sums.update(ranking.batch_sums(labels, logits, mask, inv_propensity))
-    for name, value in sums.items():
+def add_batch(totals: Dict[str, tf.Variable], labels, logits, mask, thresholds, num_bins: int = 0) -> None:
+    """Adds one (replica's) batch's counts (and histograms when `num_bins`) to `totals`, variables
+    shaped as `statistics_shapes`. XLA-friendly."""
+    for name, value in counts.batch_counts(labels, logits, mask, thresholds).items():
         totals[name].assign_add(tf.cast(value, totals[name].dtype))
     if num_bins:
         histogram.add_batch(totals["histograms"], labels, logits, mask, num_bins)
+
+
+def add_ranking(totals: Dict[str, tf.Variable], labels, logits, mask, inv_propensity, static_shapes: bool) -> None:
+    """Adds one (replica's) batch's ranking sums to `totals` (see ranking.batch_sums for `static_shapes`)."""
+    for name, value in ranking.batch_sums(labels, logits, mask, inv_propensity, static_shapes).items():
+        totals[name].assign_add(value)
 
 
 def _optional(value) -> object:

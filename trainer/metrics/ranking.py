@@ -68,26 +68,13 @@ def _top_k_sums(labels, logits, mask, inv_propensity) -> Dict[str, tf.Tensor]:
     return sums
 
 
-def _sklearn_sums(labels, logits, mask) -> Dict[str, tf.Tensor]:
-    """LRAP, coverage error and ranking loss summed over the batch, from one sort per example."""
-    batch_size, num_labels = tf.shape(logits)[0], labels.shape[-1]
-    order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
-    scores = tf.gather(logits, order, batch_dims=1)
-    is_positive = tf.gather(labels, order, batch_dims=1)
-    # Equal scores form one group; a_j and b_j count every label / positive up to the end of j's group.
-    starts = tf.concat([tf.ones_like(scores[:, :1]), tf.cast(scores[:, 1:] != scores[:, :-1], tf.float32)], axis=1)
-    group = tf.cast(tf.cumsum(starts, axis=1), tf.int32) - 1
-    flat = group + tf.range(batch_size)[:, None] * num_labels
-    segments = batch_size * num_labels
-    group_size = tf.reshape(tf.math.unsorted_segment_sum(tf.ones_like(scores), flat, segments), [-1, num_labels])
-    group_positives = tf.reshape(tf.math.unsorted_segment_sum(is_positive, flat, segments), [-1, num_labels])
-    at_least = tf.gather(tf.cumsum(group_size, axis=1), group, batch_dims=1)  # a_j
-    positives_at_least = tf.gather(tf.cumsum(group_positives, axis=1), group, batch_dims=1)  # b_j
-    num_positives = tf.reduce_sum(labels, axis=1)
+def _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels: int, mask):
+    """The three sums from a_j (`at_least`) and b_j (`positives_at_least`) at the positions where
+    `is_positive` is 1 (other positions are ignored)."""
     num_negatives = num_labels - num_positives
     ranked_well = num_positives * num_negatives > 0
-    lrap = tf.reduce_sum(is_positive * positives_at_least / at_least, axis=1) / tf.maximum(num_positives, 1.0)
-    lrap = tf.where(ranked_well, lrap, 1.0)
+    lrap = tf.reduce_sum(is_positive * positives_at_least / tf.maximum(at_least, 1.0), axis=1)
+    lrap = tf.where(ranked_well, lrap / tf.maximum(num_positives, 1.0), 1.0)
     coverage = tf.reduce_max(is_positive * at_least, axis=1)
     misordered = tf.reduce_sum(is_positive * (at_least - positives_at_least), axis=1)
     loss = tf.where(ranked_well, misordered / tf.maximum(num_positives * num_negatives, 1.0), 0.0)
@@ -98,14 +85,70 @@ def _sklearn_sums(labels, logits, mask) -> Dict[str, tf.Tensor]:
     }
 
 
-def batch_sums(labels, logits, mask, inv_propensity) -> Dict[str, tf.Tensor]:
+def _sklearn_sums_sorted(labels, logits, mask) -> Dict[str, tf.Tensor]:
+    """LRAP, coverage error and ranking loss from one sort per example, all static shapes (for XLA:
+    TPUs). a_j and b_j count every label / positive up to the end of j's group of equal scores."""
+    batch_size, num_labels = tf.shape(logits)[0], labels.shape[-1]
+    order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
+    scores = tf.gather(logits, order, batch_dims=1)
+    is_positive = tf.gather(labels, order, batch_dims=1)
+    starts = tf.concat([tf.ones_like(scores[:, :1]), tf.cast(scores[:, 1:] != scores[:, :-1], tf.float32)], axis=1)
+    group = tf.cast(tf.cumsum(starts, axis=1), tf.int32) - 1
+    flat = group + tf.range(batch_size)[:, None] * num_labels
+    segments = batch_size * num_labels
+    group_size = tf.reshape(tf.math.unsorted_segment_sum(tf.ones_like(scores), flat, segments), [-1, num_labels])
+    group_positives = tf.reshape(tf.math.unsorted_segment_sum(is_positive, flat, segments), [-1, num_labels])
+    at_least = tf.gather(tf.cumsum(group_size, axis=1), group, batch_dims=1)
+    positives_at_least = tf.gather(tf.cumsum(group_positives, axis=1), group, batch_dims=1)
+    num_positives = tf.reduce_sum(labels, axis=1)
+    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels, mask)
+
+
+COMPARE_LIMIT = 1 << 24  # Scores compared at once on the comparison path (16 MB of booleans).
+
+
+def _sklearn_sums_at_positives(labels, logits, mask) -> Dict[str, tf.Tensor]:
+    """The same sums, working only at each example's positives (dynamic shapes: CPU/GPU, not XLA).
+
+    With K the most positives an example of the batch has, a_j compares the K positive scores with
+    every score (B x K x L) when that is small, else searches them in the sorted scores; b_j
+    compares the positives among themselves (B x K x K). Far cheaper than a sort per example when
+    examples have few positives, as multi-label data does.
+    """
+    num_labels = labels.shape[-1]
+    num_positives = tf.reduce_sum(labels, axis=1)
+    k = tf.maximum(tf.cast(tf.reduce_max(num_positives), tf.int32), 1)
+    _, positions = tf.math.top_k(labels, k)  # Each example's positives first.
+    is_positive = tf.gather(labels, positions, batch_dims=1)  # [B, K]: 0 pads examples with fewer.
+    positive_scores = tf.gather(logits, positions, batch_dims=1)
+
+    def by_comparison():
+        at_or_above = tf.math.count_nonzero(logits[:, None, :] >= positive_scores[:, :, None], axis=2)
+        return tf.cast(at_or_above, tf.float32)
+
+    def by_search():
+        ascending = tf.sort(logits, axis=1)
+        below = tf.searchsorted(ascending, positive_scores, side="left")
+        return tf.cast(num_labels - below, tf.float32)
+
+    work = tf.size(logits, out_type=tf.int64) * tf.cast(k, tf.int64)
+    at_least = tf.cond(work <= COMPARE_LIMIT, by_comparison, by_search)
+    pairs = tf.cast(positive_scores[:, None, :] >= positive_scores[:, :, None], tf.float32)
+    positives_at_least = tf.reduce_sum(pairs * is_positive[:, None, :], axis=2)
+    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels, mask)
+
+
+def batch_sums(labels, logits, mask, inv_propensity, static_shapes: bool = False) -> Dict[str, tf.Tensor]:
     """The sums of one (replica's) batch, keyed as `shapes`. labels/logits [B, L], mask [B] (1 = real
-    row), inv_propensity [L] (ones when the training label counts are unknown)."""
+    row), inv_propensity [L] (ones when the training label counts are unknown). `static_shapes` for
+    XLA (TPUs): a sort per example; else work at the positives only (faster on CPU, where XLA's
+    sort is slow: call it outside jit_compile there)."""
     labels = tf.cast(labels, tf.float32)
     logits = tf.cast(logits, tf.float32)
     mask = tf.cast(mask, tf.float32)
     sums = _top_k_sums(labels, logits, mask, tf.cast(inv_propensity, tf.float32))
-    sums.update(_sklearn_sums(labels, logits, mask))
+    sklearn_sums = _sklearn_sums_sorted if static_shapes else _sklearn_sums_at_positives
+    sums.update(sklearn_sums(labels, logits, mask))
     return {f"ranking/{name}": value for name, value in sums.items()}
 
 
