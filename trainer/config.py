@@ -205,6 +205,12 @@ class TrainConfig:
         "predict: write only the K most probable labels of each example ([name, probability], best first) "
         "instead of every label's probability and logit; 0 = every label.",
     )
+    threshold_objective: str = setting(
+        "f1",
+        "What each label's tuned threshold maximises: f1, f_beta:B (e.g. f_beta:0.5), precision_at_recall:R "
+        "(the best precision with recall >= R), recall_at_precision:P (the best recall with precision >= P; "
+        "where P is out of reach, the best precision).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +250,29 @@ class Config:
     train: TrainConfig = TrainConfig()
     loss: LossConfig = LossConfig()
     distribute: DistributeConfig = DistributeConfig()
+
+
+THRESHOLD_OBJECTIVES = ("f1", "f_beta:B", "precision_at_recall:R", "recall_at_precision:P")
+
+
+def threshold_objective(text: str) -> Tuple[str, float]:
+    """--threshold_objective as (kind, value): ("f_beta", B), ("precision_at_recall", R) or
+    ("recall_at_precision", P); f1 is ("f_beta", 1.0). Raises UserError."""
+    kind, _, value = text.partition(":")
+    if text == "f1":
+        return "f_beta", 1.0
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if kind == "f_beta" and number > 0:
+        return kind, number
+    if kind in ("precision_at_recall", "recall_at_precision") and 0 < number <= 1:
+        return kind, number
+    raise UserError(
+        f"--threshold_objective={text!r} is not one of {', '.join(THRESHOLD_OBJECTIVES)} "
+        "(B > 0; R and P in (0, 1]), e.g. precision_at_recall:0.9."
+    )
 
 
 def effective_eval_data(config: Config) -> str:
@@ -337,6 +366,7 @@ def validate(config: Config) -> Config:
         f"--best_metric={train.best_metric!r} is not an eval figure; use one of {', '.join(BEST_METRICS)}.",
     )
     _positive("exact_metrics_budget", train.exact_metrics_budget)
+    threshold_objective(train.threshold_objective)
     _require(train.predict_top_k >= 0, f"--predict_top_k must be >= 0 (0 = every label), got {train.predict_top_k}.")
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")

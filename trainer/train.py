@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from trainer import config as config_lib
 from trainer import data, metrics, steps
 from trainer.checkpoint import BestCheckpoint
 from trainer.data import labels
@@ -109,7 +110,9 @@ def train(run) -> None:
 def _finish(run, best: BestCheckpoint, step: int) -> None:
     """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
     with _evaluation_weights(run):
-        tuned, at_half, source, thresholds = run.evaluator.tune(run.eval_split, step)
+        tuned, at_half, source, thresholds = run.evaluator.tune(
+            run.eval_split, step, run.config.train.threshold_objective
+        )
     run.reporter.tuned(tuned, at_half, source, thresholds)
     _keep_if_best(run, best, at_half, source)  # The final step competes at 0.5, as the others did.
     del source
@@ -149,7 +152,8 @@ def _keep_if_best(run, best: BestCheckpoint, summary, source) -> None:
         return
     step = int(summary["step"])
     best.save(step)
-    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(source))
+    objective = config_lib.threshold_objective(run.config.train.threshold_objective)
+    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune(source, objective)[0])
     best.record(step, value)
 
 
