@@ -42,7 +42,7 @@ BEST_METRICS = (
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     train_data: str = "synthetic"
-    eval_data: str = "synthetic"
+    eval_data: str = ""  # Empty: `synthetic` with synthetic training data, else --threshold_holdout of it.
     test_data: str = ""
     data_format: str = ""  # Empty: inferred from the file extension.
     label_names: str = ""
