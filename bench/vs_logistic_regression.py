@@ -138,6 +138,7 @@ def main(argv) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="Comma-separated subset of " + str(DATASETS))
     parser.add_argument("--data", default=DATA, help="The shared data directory.")
+    parser.add_argument("--no_baseline", action="store_true", help="Run the default recipe only (experiments).")
     parser.add_argument("--workdir", default="", help="Where the trainer runs write (default: a temporary dir).")
     args = parser.parse_args(argv[:split])
     more_flags = argv[split + 1 :]
@@ -152,6 +153,9 @@ def main(argv) -> None:
         started = time.time()
         ours = run_default(name, train, test, extra, workdir, more_flags)
         ours_seconds = time.time() - started
+        if args.no_baseline:
+            print(f"{name}: default {ours} ({ours_seconds:.0f}s)", flush=True)
+            continue
         started = time.time()
         baseline = run_baseline(name, train, test)
         baseline_seconds = time.time() - started

@@ -51,6 +51,9 @@ class DataConfig:
     label_columns_prefix: str = "label:"
     shuffle_buffer: int = 10_000
     cache_train_data: bool = False  # Keep a streamed training split's parsed examples in memory.
+    # Training without --eval_data: this fraction of the training split becomes the eval split
+    # (evaluations, best checkpoint, early stopping, tuned thresholds); 0 = none (train on it all).
+    threshold_holdout: float = 0.1
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = 20_000
@@ -214,6 +217,10 @@ def validate(config: Config) -> Config:
     _require(
         train.checkpoint_every_seconds >= 0,
         f"--checkpoint_every_seconds must be >= 0 (0 = off), got {train.checkpoint_every_seconds}.",
+    )
+    _require(
+        0 <= data.threshold_holdout < 1,
+        f"--threshold_holdout must be in [0, 1) (0 = no held-out split), got {data.threshold_holdout}.",
     )
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")

@@ -36,6 +36,12 @@ flags.DEFINE_integer("shuffle_buffer", _DATA.shuffle_buffer, "Examples in the sh
 flags.DEFINE_boolean(
     "cache_train_data", _DATA.cache_train_data, "Keep the parsed training examples in memory after the first epoch."
 )
+flags.DEFINE_float(
+    "threshold_holdout",
+    _DATA.threshold_holdout,
+    "Without --eval_data, this fraction of the training data is held out as the eval split (evaluations, best "
+    "checkpoint, early stopping, tuned thresholds); 0 = train on all of it.",
+)
 flags.DEFINE_integer("max_tokens", _DATA.max_tokens, "Text: vocabulary size, padding and out-of-vocabulary included.")
 flags.DEFINE_integer("sequence_length", _DATA.sequence_length, "Text: token ids per example (cut or padded).")
 flags.DEFINE_boolean("text_bigrams", _DATA.text_bigrams, "Text: add word bigrams to the words.")
@@ -156,6 +162,7 @@ def config_from_flags() -> Config:
                 label_columns_prefix=f.label_columns_prefix,
                 shuffle_buffer=f.shuffle_buffer,
                 cache_train_data=f.cache_train_data,
+                threshold_holdout=f.threshold_holdout,
                 max_tokens=f.max_tokens,
                 sequence_length=f.sequence_length,
                 text_bigrams=f.text_bigrams,

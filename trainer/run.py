@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import checkpoint, data, distribute, evaluation, export, losses, models, optimization, paths, text
+from trainer import checkpoint, data, distribute, evaluation, export, holdout, losses, models, optimization, paths, text
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
@@ -88,7 +88,8 @@ def eval_data(config: Config) -> str:
 
 
 def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
-    """The splits `config.mode` reads, by name; every one must have the labels of the first."""
+    """The splits `config.mode` reads, by name; every one must have the labels of the first. Training
+    without eval data holds out --threshold_holdout of the training split as the eval split."""
     flags = {"train": config.data.train_data, "eval": eval_data(config), "test": config.data.test_data}
     splits: Dict[str, data.Split] = {}
     for name in SPLITS[config.mode]:
@@ -103,6 +104,10 @@ def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
                 f"for {first.spec.label_names[:4]}...; give every split the same labels (--label_names)."
             )
         splits[name] = split
+    if config.mode == "train_and_eval" and "eval" not in splits and config.data.threshold_holdout > 0:
+        splits["train"], splits["eval"] = holdout.split(
+            splits["train"], config.data.threshold_holdout, config.train.seed
+        )
     return splits
 
 

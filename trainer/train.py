@@ -99,6 +99,9 @@ def train(run) -> None:
     logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(run.model))
     if evaluating:
         _finish(run, best, current)
+    elif config.mode == "train_and_eval" and run.test_split is not None:  # No eval split: test at 0.5.
+        at_half = np.full(run.spec.num_labels, 0.5, np.float32)
+        run.reporter.evaluation(*run.evaluator.evaluate("test", run.test_split, at_half, current))
 
 
 def _finish(run, best: BestCheckpoint, step: int) -> None:
