@@ -6,6 +6,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 from conftest import TINY, check_ok, error_line, run_trainer
 
 from trainer import synthetic
@@ -86,3 +87,48 @@ def test_a_holdout_that_leaves_nothing_is_one_error_line_and_exit_1(tmp_path):
     for bad in ("1", "-0.1"):
         result = run_trainer([*TINY, f"--threshold_holdout={bad}", f"--model_dir={tmp_path}/bad"])
         assert result.returncode == 1 and "--threshold_holdout" in error_line(result)
+
+
+# A learning rate too small to move any weight: no evaluation after the first one improves.
+FROZEN = ["--learning_rate=1e-12", "--warmup_steps=0", "--lr_schedule=constant", "--eval_every_steps=10"]
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path):
+    model_dir = str(tmp_path / "run")
+    flags = [*TINY, *data_flags(tmp_path), *FROZEN, "--train_steps=1000", "--early_stopping_patience=2"]
+    result = check_ok(run_trainer([*flags, f"--model_dir={model_dir}"]))
+    assert "early stop at step 30" in result.stderr
+    assert sorted(metrics_files(model_dir, "eval")) == [10, 20, 30]
+    assert os.path.isfile(os.path.join(model_dir, "checkpoints", "ckpt-30.index"))
+    with open(os.path.join(model_dir, "checkpoints", "best", "best.json")) as f:
+        assert json.load(f)["step"] == 10
+
+    # Patience 0 (the default) never stops early.
+    other = str(tmp_path / "other")
+    result = check_ok(run_trainer([*TINY, *data_flags(tmp_path), *FROZEN, "--train_steps=40", f"--model_dir={other}"]))
+    assert "early stop" not in result.stderr
+    assert sorted(metrics_files(other, "eval")) == [10, 20, 30, 40]
+
+
+def test_test_data_is_scored_with_the_best_checkpoint_and_its_thresholds_by_default(tmp_path):
+    model_dir = str(tmp_path / "run")
+    flags = [*TINY, *data_flags(tmp_path), *FROZEN, "--train_steps=30"]
+    check_ok(run_trainer([*flags, f"--model_dir={model_dir}"]))
+    # The best evaluation is the first (nothing improves on it): test is scored at its step.
+    (step,) = metrics_files(model_dir, "test")
+    assert step == 10
+    test = metrics_files(model_dir, "test")[10]
+    assert test["checkpoint"] == "best"
+    with open(os.path.join(model_dir, "checkpoints", "best", "thresholds.json")) as f:
+        best_thresholds = json.load(f)
+    assert {name: figures["threshold"] for name, figures in test["labels"].items()} == pytest.approx(best_thresholds)
+
+    latest = str(tmp_path / "latest")
+    check_ok(run_trainer([*flags, "--test_checkpoint=latest", f"--model_dir={latest}"]))
+    (step,) = metrics_files(latest, "test")
+    assert step == 30 and metrics_files(latest, "test")[30]["checkpoint"] == "latest"
+    with open(os.path.join(latest, "thresholds.json")) as f:
+        final_thresholds = json.load(f)
+    assert {name: f["threshold"] for name, f in metrics_files(latest, "test")[30]["labels"].items()} == pytest.approx(
+        final_thresholds
+    )

@@ -109,6 +109,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     # train_and_eval keeps the checkpoint of the best periodic evaluation in checkpoints/best/.
     best_metric: str = "macro/average_precision"  # `loss` and `hamming_loss`: lower is better.
+    # Stop when this many evaluations in a row have not improved best_metric; 0 = never.
+    early_stopping_patience: int = 0
+    # Which checkpoint train_and_eval scores --test_data with: the best evaluation's, or the last.
+    test_checkpoint: str = "best"
     async_checkpoint: bool = False  # Write checkpoints in the background (single worker only).
     max_nan_rollbacks: int = 0  # On a NaN/Inf loss: 0 = stop (exit 2); N = roll back and go on, at most N times.
     # Warm start: model weights from another run's checkpoint, used only when model_dir has none.
@@ -222,6 +226,11 @@ def validate(config: Config) -> Config:
         0 <= data.threshold_holdout < 1,
         f"--threshold_holdout must be in [0, 1) (0 = no held-out split), got {data.threshold_holdout}.",
     )
+    _require(
+        train.early_stopping_patience >= 0,
+        f"--early_stopping_patience must be >= 0 (0 = never stop early), got {train.early_stopping_patience}.",
+    )
+    _choice("test_checkpoint", train.test_checkpoint, CHECKPOINT_CHOICES)
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _choice("optimizer", train.optimizer, OPTIMIZERS)

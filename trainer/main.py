@@ -101,6 +101,17 @@ flags.DEFINE_string(
     _TRAIN.best_metric,
     "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
 )
+flags.DEFINE_integer(
+    "early_stopping_patience",
+    _TRAIN.early_stopping_patience,
+    "Stop training after this many evaluations in a row without a better --best_metric; 0 = never.",
+)
+flags.DEFINE_enum(
+    "test_checkpoint",
+    _TRAIN.test_checkpoint,
+    config_lib.CHECKPOINT_CHOICES,
+    "train_and_eval: score --test_data with the best evaluation's checkpoint (and its thresholds) or the last.",
+)
 flags.DEFINE_boolean(
     "async_checkpoint", _TRAIN.async_checkpoint, "Write checkpoints in the background (ignored with several workers)."
 )
@@ -206,6 +217,8 @@ def config_from_flags() -> Config:
                 checkpoint_every_seconds=f.checkpoint_every_seconds,
                 keep_checkpoints=f.keep_checkpoints,
                 best_metric=f.best_metric,
+                early_stopping_patience=f.early_stopping_patience,
+                test_checkpoint=f.test_checkpoint,
                 async_checkpoint=f.async_checkpoint,
                 max_nan_rollbacks=f.max_nan_rollbacks,
                 init_checkpoint=f.init_checkpoint,

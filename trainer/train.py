@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import data, metrics, steps
+from trainer import checkpoint, data, metrics, steps
 from trainer.checkpoint import BestCheckpoint
 from trainer.errors import Preempted, TrainingFailed
 from trainer.preemption import make_watcher
@@ -24,6 +24,7 @@ def train(run) -> None:
     config, train_config = run.config, run.config.train
     evaluating = config.mode == "train_and_eval" and run.eval_split is not None
     best = _best_checkpoint(run) if evaluating else None
+    kept = _BestWeights(int(run.step.numpy()))
     _log_label_statistics(run.train_split)
     train_loop = steps.make_train_loop(
         run.strategy,
@@ -93,25 +94,77 @@ def train(run) -> None:
             at_half = np.full(run.spec.num_labels, 0.5, np.float32)
             summary, totals = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
             run.reporter.evaluation(summary, totals)
-            _keep_if_best(run, best, summary, totals)
+            if _keep_if_best(run, best, summary, totals):
+                kept.update(run.model, current)
+            if kept.patience_exhausted(current, train_config):
+                logging.info(
+                    "[train] early stop at step %d: %d evaluations without a better %s than at step %d "
+                    "(--early_stopping_patience).",
+                    current,
+                    train_config.early_stopping_patience,
+                    train_config.best_metric,
+                    kept.step,
+                )
+                run.checkpoints.save(current)
+                break
     run.checkpoints.sync()
     # Every worker logs this; equal digests prove the replicas ended in sync.
     logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(run.model))
     if evaluating:
-        _finish(run, best, current)
+        _finish(run, best, kept, current)
     elif config.mode == "train_and_eval" and run.test_split is not None:  # No eval split: test at 0.5.
         at_half = np.full(run.spec.num_labels, 0.5, np.float32)
         run.reporter.evaluation(*run.evaluator.evaluate("test", run.test_split, at_half, current))
 
 
-def _finish(run, best: BestCheckpoint, step: int) -> None:
-    """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
+def _finish(run, best: BestCheckpoint, kept: "_BestWeights", step: int) -> None:
+    """Tunes one threshold per label on eval (thresholds.json), reports, then scores test: with the
+    best evaluation's weights and thresholds (--test_checkpoint=best), or with the last ones."""
     tuned, at_half, totals, thresholds = run.evaluator.tune(run.eval_split, step)
     run.reporter.tuned(tuned, at_half, totals, thresholds)
-    _keep_if_best(run, best, at_half, totals)  # The final step competes at 0.5, as the others did.
-    if run.test_split is not None:
-        summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
-        run.reporter.evaluation(summary, test_totals)
+    if _keep_if_best(run, best, at_half, totals):  # The final step competes at 0.5, as the others did.
+        kept.update(run.model, step)
+    if run.test_split is None:
+        return
+    if run.config.train.test_checkpoint == "best" and kept.step != step:
+        if kept.weights is None:  # The best came before a resume: it is only on disk.
+            step = _restore_best(run)
+        else:
+            run.model.set_weights(kept.weights)
+            step = kept.step
+        # The thresholds tuned on eval with these weights: those of checkpoints/best/thresholds.json.
+        at_half = np.full(run.spec.num_labels, 0.5, np.float32)
+        _, best_totals = run.evaluator.evaluate("eval", run.eval_split, at_half, step)
+        thresholds = metrics.tune_thresholds(best_totals)
+        run.evaluator.checkpoint = "best"
+        logging.info("Scoring --test_data with the best checkpoint (step %d; --test_checkpoint=best).", step)
+    summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
+    run.reporter.evaluation(summary, test_totals)
+
+
+def _restore_best(run) -> int:
+    """Restores checkpoints/best/ into the model (a resumed run whose best came before the resume);
+    returns its step."""
+    with run.strategy.scope():
+        checkpoint.restore_best(run.config.model_dir, run.checkpoints.without_input)
+    return int(run.step.numpy())
+
+
+class _BestWeights:
+    """The weights of the best evaluation seen by this process (every worker holds the same), for
+    scoring test, and the step of the last improvement, for early stopping. After a resume the
+    patience counts from the resumed step."""
+
+    def __init__(self, step: int):
+        self.step = step
+        self.weights = None
+
+    def update(self, model, step: int) -> None:
+        self.step, self.weights = step, model.get_weights()
+
+    def patience_exhausted(self, step: int, train_config) -> bool:
+        patience = train_config.early_stopping_patience
+        return patience > 0 and step - self.step >= patience * train_config.eval_every_steps
 
 
 def _best_checkpoint(run) -> BestCheckpoint:
@@ -123,16 +176,17 @@ def _best_checkpoint(run) -> BestCheckpoint:
     return best
 
 
-def _keep_if_best(run, best: BestCheckpoint, summary, totals) -> None:
+def _keep_if_best(run, best: BestCheckpoint, summary, totals) -> bool:
     """Keeps the checkpoint in checkpoints/best/ when `summary` (figures at 0.5) is the best so far,
-    with thresholds tuned on that evaluation; best.json is written last."""
+    with thresholds tuned on that evaluation; best.json is written last. Returns whether it was."""
     value = figure(summary, best.metric)
     if not best.improves(value):
-        return
+        return False
     step = int(summary["step"])
     best.save(step)
     run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(totals))
     best.record(step, value)
+    return True
 
 
 def figure(summary, name: str) -> float:
