@@ -230,14 +230,35 @@ def pr_curve_counts(totals: Dict[str, np.ndarray], num_thresholds: int = 201) ->
     }
 
 
-def tune_thresholds(totals: Dict[str, np.ndarray], default: float = 0.5) -> np.ndarray:
+# Labels with fewer positives than this in the tuning split share one threshold (see tune_thresholds).
+MIN_POSITIVES_FOR_OWN_THRESHOLD = 10
+
+
+def tune_thresholds(
+    totals: Dict[str, np.ndarray], default: float = 0.5, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD
+) -> np.ndarray:
     """Per label, the probability threshold (a bin edge) that maximises F1 on these statistics.
 
     Ties go to the threshold nearest 0.5; labels without positives, or whose best F1 is 0,
-    keep `default`.
+    keep `default`. Labels with fewer than `min_positives` positives share one threshold, the
+    one that maximises the F1 of their pooled statistics (their micro-F1): a threshold fitted to
+    a handful of positives does not carry over to new data (on a small held-out split of a
+    many-label set it drops to near 0 and floods the predictions with false positives).
     """
     positive = np.asarray(totals["positive_histogram"], np.float64)
     negative = np.asarray(totals["negative_histogram"], np.float64)
+    thresholds = _best_f1_thresholds(positive, negative, default)
+    support = positive.sum(axis=1)
+    rare = (support > 0) & (support < min_positives)
+    if rare.any():
+        pooled = _best_f1_thresholds(
+            positive[rare].sum(axis=0, keepdims=True), negative[rare].sum(axis=0, keepdims=True), default
+        )
+        thresholds[rare] = pooled[0]
+    return thresholds
+
+
+def _best_f1_thresholds(positive: np.ndarray, negative: np.ndarray, default: float) -> np.ndarray:
     # Predicting "on" for scores in bin k and above.
     tp = np.cumsum(positive[:, ::-1], axis=1)[:, ::-1]
     fp = np.cumsum(negative[:, ::-1], axis=1)[:, ::-1]
