@@ -10,12 +10,13 @@ GoEmotions: train.tsv -> dev.tsv), it runs
 and prints one table: micro-F1, macro-F1 and macro AP (macro over the labels with positives in
 test), Hamming loss, for both, the difference (default - baseline), and each side's wall time.
 
-    .venv/bin/python bench/vs_logistic_regression.py [--datasets=yeast,tmc2007] [--workdir=DIR] [--data=DIR]
+    .venv/bin/python bench/vs_logistic_regression.py [--datasets=yeast,tmc2007] [--jobs=N] [--workdir=DIR] [--data=DIR]
 
 Extra trainer flags may follow `--` (for experiments; the recorded table uses none).
 """
 
 import argparse
+import concurrent.futures
 import csv
 import glob
 import json
@@ -138,34 +139,43 @@ def main(argv) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="Comma-separated subset of " + str(DATASETS))
     parser.add_argument("--data", default=DATA, help="The shared data directory.")
+    parser.add_argument("--jobs", type=int, default=1, help="Datasets run at the same time.")
     parser.add_argument("--no_baseline", action="store_true", help="Run the default recipe only (experiments).")
     parser.add_argument("--workdir", default="", help="Where the trainer runs write (default: a temporary dir).")
     args = parser.parse_args(argv[:split])
     more_flags = argv[split + 1 :]
     workdir = args.workdir or tempfile.mkdtemp(prefix="vs_lr_")
-    rows = []
+    present = []
     for name in args.datasets.split(","):
         found = files(args.data, name)
         if found is None:
             print(f"{name}: absent from {args.data}, skipped", flush=True)
-            continue
-        train, test, extra = found
+        else:
+            present.append((name, *found))
+
+    def compare(name, train, test, extra):
         started = time.time()
         ours = run_default(name, train, test, extra, workdir, more_flags)
         ours_seconds = time.time() - started
         if args.no_baseline:
             print(f"{name}: default {ours} ({ours_seconds:.0f}s)", flush=True)
-            continue
+            return None
         started = time.time()
         baseline = run_baseline(name, train, test)
         baseline_seconds = time.time() - started
-        rows.append((name, ours, baseline, ours_seconds, baseline_seconds))
         print(
             f"{name}: default micro-F1 {ours['micro_f1']:.3f} macro-F1 {ours['macro_f1']:.3f} ({ours_seconds:.0f}s, "
             f"{ours['checkpoint']}); baseline micro-F1 {baseline['micro_f1']:.3f} macro-F1 {baseline['macro_f1']:.3f} "
             f"({baseline_seconds:.0f}s)",
             flush=True,
         )
+        return name, ours, baseline, ours_seconds, baseline_seconds
+
+    started = time.time()
+    # Datasets run side by side with --jobs > 1 (each one's trainer run, then its baseline).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = [row for row in pool.map(lambda found: compare(*found), present) if row is not None]
+    print(f"\nTotal wall time {time.time() - started:.0f} s ({args.jobs} dataset(s) at a time).")
     print()
     print("| data | figure | default recipe | logistic regression | default - LR |")
     print("| --- | --- | --- | --- | --- |")
