@@ -20,6 +20,15 @@ from trainer import data
 from trainer.errors import UserError
 
 _BUCKETS = 1 << 30
+CACHE_BYTES = 256 << 20  # A streamed held-out part up to this size is kept in memory after its first pass.
+
+
+def _example_bytes(examples: tf.data.Dataset) -> int:
+    """Bytes of one parsed example (features and labels); unbounded when a shape is not static."""
+    specs = tf.nest.flatten(examples.element_spec)
+    if not all(spec.shape.is_fully_defined() for spec in specs):
+        return CACHE_BYTES + 1
+    return sum(int(np.prod(spec.shape.as_list() or [1])) * spec.dtype.size for spec in specs)
 
 
 def _is_held_out(fraction: float, seed: int):
@@ -55,6 +64,8 @@ def split(train: data.Split, fraction: float, seed: int) -> Tuple[data.Split, da
         for labels in kept_examples.map(lambda features, labels: labels).batch(4096):
             label_counts += labels.numpy().sum(axis=0).astype(np.int64)
             num_examples += len(labels)
+        if num_examples * _example_bytes(kept_examples) <= CACHE_BYTES:  # Evaluations then skip the filter pass.
+            kept_examples = kept_examples.cache()
         # Both parts filter the whole split: every worker reads this global stream (the per-worker
         # file parts of Split.read_part are not used).
         kept = data.Split(kept_examples, train.spec, num_examples, label_counts)
