@@ -103,7 +103,7 @@ class TrainConfig:
     mixed_precision: str = "float32"
     jit_compile: bool = True
     deterministic: bool = False
-    eval_every_steps: int = 500
+    eval_every_steps: int = 100
     checkpoint_every_steps: int = 500
     checkpoint_every_seconds: int = 0  # Also save when this long has passed since the last save; 0 = off.
     keep_checkpoints: int = 3
