@@ -105,6 +105,11 @@ class DataConfig:
     )
     shuffle_buffer: int = setting(10_000, "Examples in the shuffle buffer.")
     cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
+    threshold_holdout: float = setting(
+        0.1,
+        "Training without --eval_data: this fraction of the training split becomes the eval split (evaluations, "
+        "the best checkpoint, early stopping, tuned thresholds), never the test split; 0 = none.",
+    )
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")
@@ -173,7 +178,7 @@ class TrainConfig:
     mixed_precision: str = setting("float32", "Compute precision.", PRECISIONS)
     jit_compile: bool = setting(True, "XLA-compile the per-replica step.")
     deterministic: bool = setting(False, "Op determinism: two runs give identical weights.")
-    eval_every_steps: int = setting(500, "Steps between evaluations.")
+    eval_every_steps: int = setting(100, "Steps between evaluations.")
     checkpoint_every_steps: int = setting(500, "Steps between checkpoints.")
     checkpoint_every_seconds: int = setting(
         0, "Also save when this many seconds have passed since the last save (checked between loops); 0 = off."
@@ -184,6 +189,14 @@ class TrainConfig:
     best_metric: str = setting(
         "macro/average_precision",
         "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
+    )
+    early_stopping_patience: int = setting(
+        0, "Stop when this many evaluations in a row have not improved --best_metric; 0 = never."
+    )
+    test_checkpoint: str = setting(
+        "best",
+        "train_and_eval: score --test_data with the best evaluation's checkpoint and thresholds, or the latest.",
+        CHECKPOINT_CHOICES,
     )
     async_checkpoint: bool = setting(False, "Write checkpoints in the background (ignored with several workers).")
     max_nan_rollbacks: int = setting(
@@ -357,6 +370,14 @@ def validate(config: Config) -> Config:
     _require(
         train.checkpoint_every_seconds >= 0,
         f"--checkpoint_every_seconds must be >= 0 (0 = off), got {train.checkpoint_every_seconds}.",
+    )
+    _require(
+        0 <= data.threshold_holdout < 1,
+        f"--threshold_holdout must be in [0, 1) (0 = no held-out split), got {data.threshold_holdout}.",
+    )
+    _require(
+        train.early_stopping_patience >= 0,
+        f"--early_stopping_patience must be >= 0 (0 = never stop early), got {train.early_stopping_patience}.",
     )
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")

@@ -150,27 +150,34 @@ MODELS: Dict[str, Callable[..., keras.Model]] = {
 
 def feature_moments(split: Split):
     """Per-feature mean and variance of a split's numeric `features`, in float64 and a fixed order
-    (every worker computes the same values)."""
+    (every worker computes the same values), and whether each feature is binary (only 0 and 1)."""
     if split.arrays is not None:
         features = split.arrays[0]["features"].astype(np.float64)
-        return features.mean(axis=0), features.var(axis=0)
-    total = total_squares = None
+        return features.mean(axis=0), features.var(axis=0), np.all((features == 0) | (features == 1), axis=0)
+    total = total_squares = binary = None
     count = 0
     for batch in split.examples.map(lambda features, labels: features["features"]).batch(4096):
         values = batch.numpy().astype(np.float64)
         total = values.sum(axis=0) if total is None else total + values.sum(axis=0)
         squares = (values**2).sum(axis=0)
         total_squares = squares if total_squares is None else total_squares + squares
+        zero_one = np.all((values == 0) | (values == 1), axis=0)
+        binary = zero_one if binary is None else binary & zero_one
         count += len(values)
     mean = total / count
-    return mean, np.maximum(total_squares / count - mean**2, 0.0)
+    return mean, np.maximum(total_squares / count - mean**2, 0.0), binary
 
 
 def adapt(model: keras.Model, train_split: Split) -> None:
     """Sets the statistics of the model's normalisation layers from the training data. Called on a
-    fresh model only: a restored checkpoint brings the statistics of the run that wrote it."""
+    fresh model only: a restored checkpoint brings the statistics of the run that wrote it.
+
+    Binary features (only 0 and 1 in the training data: word presence, one-hot codes) pass as they
+    are: standardising a rare one turns its 1 into 1/sqrt(frequency) (30 at 0.1%), which the first
+    layer then over-weights; continuous features are standardised."""
     normalizations = [layer for layer in model.layers if isinstance(layer, layers.FeatureNormalization)]
     if normalizations:
-        mean, variance = feature_moments(train_split)
+        mean, variance, binary = feature_moments(train_split)
+        mean, variance = np.where(binary, 0.0, mean), np.where(binary, 1.0, variance)
         for layer in normalizations:
             layer.set_moments(mean, variance)

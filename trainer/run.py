@@ -39,7 +39,7 @@ from trainer import (
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
-from trainer.data import labels, text
+from trainer.data import holdout, labels, text
 from trainer.errors import UserError
 from trainer.reporting import Reporter, read_thresholds
 
@@ -112,6 +112,10 @@ def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
                 f"for {labels.shorten(first.spec.label_names, 4)}; give every split the same labels (--label_names)."
             )
         splits[name] = split
+    if config.mode == "train_and_eval" and "eval" not in splits and config.data.threshold_holdout > 0:
+        splits["train"], splits["eval"] = holdout.split(
+            splits["train"], config.data.threshold_holdout, config.train.seed
+        )
     return splits
 
 

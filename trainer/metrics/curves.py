@@ -66,6 +66,16 @@ class ExactScores:
     def chunk_size(self) -> int:
         return max(1, SORT_CHUNK_ENTRIES // max(len(self.logits), 1))
 
+    def positives_per_label(self) -> np.ndarray:
+        return self.labels.sum(axis=0)
+
+    def pooled(self, indices: Sequence[int]):
+        """The labels `indices` as one label (their scores side by side); None when that is more than
+        a sort chunk (those labels then keep thresholds of their own)."""
+        if len(self.logits) * len(indices) > SORT_CHUNK_ENTRIES:
+            return None
+        return ExactScores(self.logits[:, indices].reshape(-1, 1), self.labels[:, indices].reshape(-1, 1))
+
     def groups(self, indices: Sequence[int], by_probability: bool = False) -> Groups:
         """The groups of distinct scores of the labels `indices`: distinct logits, or with
         `by_probability` distinct float32 probabilities (what a threshold can tell apart)."""
@@ -190,19 +200,35 @@ def best_thresholds(groups: Groups, default: float = 0.5, objective=F1) -> Tuple
     return thresholds, met | ~has_positives
 
 
-def tune(source, objective=F1, default: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
-    """`best_thresholds` for every label of `source`: (float32 probability thresholds, met [L] bool)."""
+# Labels with fewer positives than this in the tuning split share one threshold (see `tune`).
+MIN_POSITIVES_FOR_OWN_THRESHOLD = 10
+
+
+def tune(
+    source, objective=F1, default: float = 0.5, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD
+) -> Tuple[np.ndarray, np.ndarray]:
+    """`best_thresholds` for every label of `source`: (float32 probability thresholds, met [L] bool).
+
+    Labels with 1 to `min_positives` - 1 positives share one threshold, the best for their pooled
+    scores: a threshold fitted to a handful of positives does not carry over to new data (tuned on
+    a small held-out part of a many-label set it drops near 0 and floods the predictions with
+    false positives). `min_positives` 1 gives every label its own."""
     thresholds, met = np.full(source.num_labels, default), np.ones(source.num_labels, bool)
     for indices in label_chunks(source):
-        thresholds[indices], met[indices] = best_thresholds(
-            source.groups(indices, by_probability=True), default, objective
-        )
+        groups = source.groups(indices, by_probability=True)
+        thresholds[indices], met[indices] = best_thresholds(groups, default, objective)
+    positives = source.positives_per_label()
+    rare = np.flatnonzero((positives > 0) & (positives < min_positives))
+    pooled = source.pooled(rare) if len(rare) > 1 else None
+    if pooled is not None:
+        pooled_threshold, pooled_met = best_thresholds(pooled.groups([0], by_probability=True), default, objective)
+        thresholds[rare], met[rare] = pooled_threshold[0], pooled_met[0]
     return thresholds.astype(np.float32), met
 
 
-def tune_thresholds(source, default: float = 0.5) -> np.ndarray:
-    """The F1-optimal thresholds of every label of `source`, as float32 probabilities."""
-    return tune(source, F1, default)[0]
+def tune_thresholds(source, default: float = 0.5, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD) -> np.ndarray:
+    """The F1-optimal thresholds of every label of `source` (rare labels pooled, see `tune`)."""
+    return tune(source, F1, default, min_positives)[0]
 
 
 def all_curve_figures(source) -> Dict[str, np.ndarray]:
