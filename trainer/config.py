@@ -102,6 +102,11 @@ class DataConfig:
     )
     shuffle_buffer: int = setting(10_000, "Examples in the shuffle buffer.")
     cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
+    in_memory_budget_mb: int = setting(
+        2048,
+        "A split whose parsed arrays fit this many MB is loaded once and batched from memory; larger ones are "
+        "streamed. 0: always stream.",
+    )
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")
