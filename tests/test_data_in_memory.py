@@ -5,7 +5,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import TINY, check_ok, max_weight_difference, read_metrics, run_trainer
+from conftest import check_ok, max_weight_difference, read_metrics, run_trainer
 from test_resume import read_until, start_trainer
 
 from trainer import data

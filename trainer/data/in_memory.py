@@ -63,7 +63,8 @@ def fits(flag: str, num_examples: int, element_spec, budget_mb: int) -> bool:
     free = available_bytes()
     if free is not None and COPIES * size > free:
         logging.info(
-            "%s: streamed from the files: its arrays (%.1f MB, held %d times) would not fit the %.0f MB of free memory.",
+            "%s: streamed from the files: its arrays (%.1f MB, held %d times) would not fit the %.0f MB of free "
+            "memory.",
             flag,
             size / MB,
             COPIES,
