@@ -29,7 +29,7 @@ test: install lint
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) bench/step_throughput.py
+	set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) runs
