@@ -5,8 +5,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import check_ok, max_weight_difference, read_metrics, run_trainer
-from test_resume import read_until, start_trainer
+from helpers import check_ok, max_weight_difference, read_metrics, read_until, run_trainer, start_trainer
 
 from trainer import data
 from trainer.config import DataConfig
@@ -98,6 +97,7 @@ def csv_job(tmp_path):
     return CSV_FLAGS + [f"--train_data={train}", f"--eval_data={evaluation}", "--deterministic"]
 
 
+@pytest.mark.e2e
 def test_cli_in_memory_and_streamed_runs_give_the_same_weights_and_figures(tmp_path, csv_job):
     """The default (in memory) and --in_memory_budget_mb=0 (streamed) train on the same batches."""
     runs = {}
@@ -115,6 +115,7 @@ def test_cli_in_memory_and_streamed_runs_give_the_same_weights_and_figures(tmp_p
     assert memory["macro"] == pytest.approx(streamed["macro"], abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_cli_budget_too_small_streams_with_one_log_line(tmp_path, csv_job):
     result = check_ok(
         run_trainer(csv_job + ["--train_steps=20", "--in_memory_budget_mb=0", f"--model_dir={tmp_path / 'run'}"])
@@ -122,6 +123,7 @@ def test_cli_budget_too_small_streams_with_one_log_line(tmp_path, csv_job):
     assert result.stderr.count("--train_data: streamed from the files") == 1
 
 
+@pytest.mark.e2e
 def test_cli_sigkilled_in_memory_file_run_resumes_exactly(tmp_path, csv_job):
     """An in-memory CSV split SIGKILLed and restarted ends with the weights of an uninterrupted run."""
     flags = csv_job + ["--mode=train", "--train_steps=300", "--checkpoint_every_steps=40"]

@@ -5,9 +5,9 @@ on logical CPU devices; overlap of the copies with compute happens only on real 
 import signal
 
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import TINY, check_ok, max_weight_difference, run_trainer
-from test_resume import read_until, start_trainer
+from helpers import TINY, check_ok, max_weight_difference, read_until, run_trainer, start_trainer
 
 from trainer import data, losses, models, optimization, steps
 from trainer.config import LossConfig, ModelConfig, TrainConfig
@@ -35,6 +35,7 @@ def test_a_loop_call_of_n_steps_takes_exactly_n_batches_from_the_iterator():
     assert float(next(iterator)[0]["features"][0, 0]) == 9.0  # Batches 0..8 trained on, none staged ahead.
 
 
+@pytest.mark.e2e
 def test_mirrored_sigkilled_run_resumes_with_the_weights_of_an_uninterrupted_one(tmp_path):
     """--strategy=mirrored --cpu_replicas=2: SIGKILL after a checkpoint and restart; same weights (<= 1e-6)."""
     flags = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40", "--train_steps=300",
