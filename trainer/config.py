@@ -110,6 +110,11 @@ class DataConfig:
         "Training without --eval_data: this fraction of the training split becomes the eval split (evaluations, "
         "the best checkpoint, early stopping, tuned thresholds), never the test split; 0 = none.",
     )
+    in_memory_budget_mb: int = setting(
+        2048,
+        "A split whose parsed arrays fit this many MB is loaded once and batched from memory; larger ones are "
+        "streamed. 0: always stream.",
+    )
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")

@@ -5,11 +5,14 @@
                -> takes the run's vocabulary, or builds it from the training split (text only)
                -> returns the Split: examples tokenised, and `read_part` for one worker's part.
 
-Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Nothing
-is loaded whole into Python except the synthetic problem: the stream the run iterates reads the
-files in sorted order, parses records in vectorised batches of PARSE_BATCH, then unbatches.
+Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Past the
+checking pass nothing is parsed in Python: the stream reads the files in sorted order, parses
+records in vectorised batches of PARSE_BATCH, then unbatches. A split whose arrays fit
+--in_memory_budget_mb goes through that stream once into arrays (data.in_memory); larger ones
+are streamed every epoch. The synthetic problem is made in memory.
 """
 
+import dataclasses
 import os
 from typing import List, Protocol, Sequence, Tuple
 
@@ -17,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainer.config import DataConfig
-from trainer.data import delimited, synthetic, text, tfds, tfrecord
+from trainer.data import delimited, in_memory, synthetic, text, tfds, tfrecord
 from trainer.data.labels import Stats
 from trainer.data.split import InputSpec, Part, Split, from_arrays
 from trainer.errors import UserError
@@ -112,15 +115,19 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
         vocabulary = ()
     num_labels = len(reader.label_names)
 
-    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
-        """Parsed batches -> unbatched model inputs (text becomes token ids)."""
+    def inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> batches of model inputs (text becomes token ids)."""
         batches = batches.map(lambda features, labels: (features, tf.ensure_shape(labels, [None, num_labels])))
         if tokenizer is not None:
             batches = batches.map(
                 lambda features, labels: (_with_tokens(features, tokenizer), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        return batches.unbatch()
+        return batches
+
+    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> unbatched model inputs."""
+        return inputs(batches).unbatch()
 
     def read_part(part: Part) -> tf.data.Dataset:
         """One Part's examples, for training."""
@@ -142,6 +149,11 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
     features_spec, _ = unbatched.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary))
+    if in_memory.fits(flag, stats.num_examples, unbatched.element_spec, config.in_memory_budget_mb):
+        # The same parse as the stream, once: the arrays hold what streaming would yield, in file order.
+        features, labels = in_memory.load(flag, inputs(batches), stats.num_examples)
+        loaded = from_arrays(features, labels, spec.label_names, spec.vocab_size)
+        return dataclasses.replace(loaded, spec=spec, label_counts=stats.label_counts, files=reader.files)
     return Split(unbatched, spec, stats.num_examples, stats.label_counts, files=reader.files, read_part=read_part)
 
 
