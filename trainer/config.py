@@ -17,6 +17,7 @@ MODEL_NAMES = (
     "multi_input",
     "text_transformer",
     "cnn",
+    "hub_text",
 )  # The keys of models.MODELS (tests keep the two equal).
 MODES = ("train", "eval", "train_and_eval", "predict", "export")
 # Which checkpoint eval/predict/export use: the newest, or checkpoints/best/ with its own thresholds.
@@ -78,6 +79,35 @@ class ModelConfig:
     cnn_backbone: str = "resnet_small"  # Or a keras.applications network: see CNN_BACKBONES.
     cnn_width: int = 32  # Filters of resnet_small's first stage (then 2x, 4x).
     pretrained_weights: str = ""  # A local weights file for a keras.applications backbone; empty = from scratch.
+    # Pretrained encoders (trainer.pretrained, trainer.hub; docs/pretrained.md).
+    pretrained_embeddings: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "text_bow, multi_input, text_transformer: word vectors that initialise the token embeddings "
+            "on a fresh start: a GloVe/fastText .txt/.vec file or a .npy array (local or gs://)."
+        },
+    )
+    pretrained_vocabulary: str = dataclasses.field(
+        default="",
+        metadata={"help": "The word of each row of a .npy --pretrained_embeddings; default: <name>.vocab.txt."},
+    )
+    freeze_embeddings: bool = dataclasses.field(
+        default=False, metadata={"help": "Keep the --pretrained_embeddings fixed (not trained)."}
+    )
+    preset: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "hub_text: a KerasHub preset directory (local or gs://) holding the backbone and its "
+            "tokenizer; nothing is downloaded."
+        },
+    )
+    layer_decay: float = dataclasses.field(
+        default=1.0,
+        metadata={
+            "help": "hub_text: layer-wise learning-rate decay; the head trains at the full rate, transformer "
+            "layer i of L at layer_decay**(L + 1 - i) of it, the embeddings at layer_decay**(L + 1). 1 = off."
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +227,7 @@ def validate(config: Config) -> Config:
         not model.pretrained_weights or model.cnn_backbone != "resnet_small",
         "--pretrained_weights needs a keras.applications --cnn_backbone (resnet50, efficientnet_b0, mobilenet_v2).",
     )
+    _validate_pretrained(config)
     _require(bool(model.hidden_units), "--hidden_units needs at least one width, e.g. 256,256.")
     _require(all(u > 0 for u in model.hidden_units), f"--hidden_units must be positive, got {model.hidden_units}.")
     _require(0.0 <= model.dropout < 1.0, f"--dropout must be in [0, 1), got {model.dropout}.")
@@ -243,6 +274,39 @@ def validate(config: Config) -> Config:
     return config
 
 
+TOKEN_EMBEDDING_MODELS = ("text_bow", "multi_input", "text_transformer")
+
+
+def _validate_pretrained(config: Config) -> None:
+    model = config.model
+    _require(
+        not model.pretrained_embeddings or model.model in TOKEN_EMBEDDING_MODELS,
+        f"--pretrained_embeddings is for --model={', '.join(TOKEN_EMBEDDING_MODELS)}, not {model.model}.",
+    )
+    _require(
+        not model.freeze_embeddings or model.pretrained_embeddings,
+        "--freeze_embeddings keeps pretrained vectors fixed; give them with --pretrained_embeddings.",
+    )
+    _require(
+        not model.pretrained_vocabulary or model.pretrained_embeddings.endswith(".npy"),
+        "--pretrained_vocabulary names the words of a .npy --pretrained_embeddings; text vector files name their own.",
+    )
+    hub_text = model.model == "hub_text"
+    _require(
+        hub_text == bool(model.preset),
+        "--model=hub_text needs --preset=DIR (a KerasHub preset directory)."
+        if hub_text
+        else f"--preset is for --model=hub_text, not {model.model}.",
+    )
+    _require(0 < model.layer_decay <= 1, f"--layer_decay must be in (0, 1] (1 = off), got {model.layer_decay}.")
+    _require(hub_text or model.layer_decay == 1, "--layer_decay is for --model=hub_text.")
+    _require(
+        not hub_text or "synthetic" not in (config.data.train_data, config.data.eval_data, config.data.test_data),
+        "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only, so give "
+        "--train_data and --eval_data as text files (and --eval_data= to skip evaluation).",
+    )
+
+
 def to_json(config: Config) -> str:
     return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
 
@@ -266,6 +330,8 @@ _CHECKPOINT_SHAPING = {
         "transformer_heads",
         "cnn_backbone",
         "cnn_width",
+        "freeze_embeddings",
+        "preset",
     ),
     "train": ("optimizer", "mixed_precision"),
     "data": (

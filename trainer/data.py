@@ -93,11 +93,14 @@ def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
     return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
 
 
-def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = ()) -> Split:
+def load_split(
+    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
+) -> Split:
     """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
 
     `vocabulary` is the run's (saved in the model dir, or built from the training split); text
-    sources other than the training split need it.
+    sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
+    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
     """
     if path == "synthetic":
         num_examples = config.synthetic_train_examples if split == "train" else config.synthetic_eval_examples
@@ -114,7 +117,7 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
         return from_arrays(
             features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size
         )
-    source = sources.load(config, split, path, vocabulary)
+    source = sources.load(config, split, path, vocabulary, tokenizer)
     features_spec, _ = source.examples.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, source.label_names, len(source.vocabulary), source.vocabulary)

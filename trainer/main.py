@@ -50,7 +50,8 @@ flags.DEFINE_enum(
     "model",
     _MODEL.model,
     config_lib.MODEL_NAMES,
-    "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), cnn (images).",
+    "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), cnn (images), "
+    "hub_text (a KerasHub backbone from --preset).",
 )
 flags.DEFINE_list("hidden_units", list(map(str, _MODEL.hidden_units)), "Hidden layer widths, e.g. 512,512.")
 flags.DEFINE_float("dropout", _MODEL.dropout, "Dropout after each hidden layer.")
@@ -60,6 +61,15 @@ flags.DEFINE_integer("transformer_heads", _MODEL.transformer_heads, "text_transf
 flags.DEFINE_enum("cnn_backbone", _MODEL.cnn_backbone, config_lib.CNN_BACKBONES, "cnn: the network.")
 flags.DEFINE_integer("cnn_width", _MODEL.cnn_width, "cnn resnet_small: filters of the first stage.")
 flags.DEFINE_string("pretrained_weights", _MODEL.pretrained_weights, "cnn: local weights file of the backbone.")
+# Pretrained encoders: the help text is the config field's (until trainer/flags.py generates these).
+for _name in ("pretrained_embeddings", "pretrained_vocabulary", "preset"):
+    flags.DEFINE_string(_name, getattr(_MODEL, _name), ModelConfig.__dataclass_fields__[_name].metadata["help"])
+flags.DEFINE_boolean(
+    "freeze_embeddings",
+    _MODEL.freeze_embeddings,
+    ModelConfig.__dataclass_fields__["freeze_embeddings"].metadata["help"],
+)
+flags.DEFINE_float("layer_decay", _MODEL.layer_decay, ModelConfig.__dataclass_fields__["layer_decay"].metadata["help"])
 # Training.
 flags.DEFINE_integer("global_batch_size", _TRAIN.global_batch_size, "Examples per step over all replicas.")
 flags.DEFINE_integer("train_steps", _TRAIN.train_steps, "Total training steps.")
@@ -176,6 +186,11 @@ def config_from_flags() -> Config:
                 cnn_backbone=f.cnn_backbone,
                 cnn_width=f.cnn_width,
                 pretrained_weights=f.pretrained_weights,
+                pretrained_embeddings=f.pretrained_embeddings,
+                pretrained_vocabulary=f.pretrained_vocabulary,
+                freeze_embeddings=f.freeze_embeddings,
+                preset=f.preset,
+                layer_decay=f.layer_decay,
             ),
             train=TrainConfig(
                 global_batch_size=f.global_batch_size,

@@ -164,8 +164,9 @@ def _count(batches: tf.data.Dataset, num_labels: int) -> Stats:
     return stats
 
 
-def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] = ()) -> Source:
-    """Checks and opens `path` (a --<split>_data flag); `vocabulary` is the run's, () if it has none yet."""
+def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] = (), tokenizer=None) -> Source:
+    """Checks and opens `path` (a --<split>_data flag); `vocabulary` is the run's, () if it has none yet.
+    A `tokenizer` (strings [B] -> int32 [B, T]: hub_text's preset) replaces the run's vocabulary."""
     flag = f"--{split}_data"
     if path.startswith(tfds_source.PREFIX):
         open_shard, label_names = tfds_source.read(path, flag, config.image_size)
@@ -196,7 +197,9 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
     num_labels = len(label_names)
     batches = read(files, (1, 0))
     has_text = "text" in batches.element_spec[0]
-    if has_text:
+    if has_text and tokenizer is not None:
+        vocabulary = ()
+    elif has_text:
         if not vocabulary and split != "train":
             raise UserError(
                 f"{flag} holds text but the run has no vocabulary yet ({text.VOCABULARY_FILE} in --model_dir is "
@@ -245,7 +248,7 @@ def load(config: DataConfig, split: str, path: str, vocabulary: Tuple[str, ...] 
     )
 
 
-def _with_tokens(features, tokenizer: text.Tokenizer):
+def _with_tokens(features, tokenizer):
     """The model inputs: `text` becomes `tokens`; other features pass through."""
     inputs = {key: value for key, value in features.items() if key != "text"}
     inputs["tokens"] = tokenizer(features["text"])
