@@ -89,6 +89,9 @@ def load_backbone(preset: str, sequence_length: int):
     policy = keras.mixed_precision.global_policy().name
     backbone = _loading(preset, "backbone", lambda: keras_hub.models.Backbone.from_preset(preset, dtype=policy))
     tokenizer = _loading(preset, "tokenizer", lambda: keras_hub.tokenizers.Tokenizer.from_preset(preset))
+    for layer in backbone.layers:  # BERT's [CLS] pooler: hub_text pools the tokens itself, so it gets no gradient.
+        if layer.name == "pooled_dense":
+            layer.trainable = False
     longest = getattr(backbone, "max_sequence_length", None)
     if longest is not None and sequence_length > longest:
         raise UserError(

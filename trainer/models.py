@@ -174,6 +174,13 @@ MODELS: Dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def random_states(model: keras.Model):
+    """The states of the model's random seed generators (its dropout layers'; hub_text's backbones
+    have dropout inside). Saved with the checkpoint so a resumed run draws the same masks as one
+    that never stopped; Keras keeps them outside the layers' checkpointed attributes."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
 def feature_moments(split: Split):
     """Per-feature mean and variance of a split's numeric `features`, in float64 and a fixed order
     (every worker computes the same values)."""

@@ -177,6 +177,8 @@ def setup(config: Config) -> Run:
     # 5. The train iterator. With several workers each saves its own position: even when all read
     # the same global stream, the chief's iterator state holds batches prefetched with its rows.
     trackables, own_input, iterator = {"model": model, "step": step}, None, None
+    if models.random_states(model):  # Only then: checkpoints of models without dropout keep their keys.
+        trackables.update(random_states=models.random_states(model))
     if training:
         batches = data.train_batches(
             train_split,
