@@ -34,8 +34,9 @@ def directory_megabytes(path: str) -> float:
 def measure(width: int, args, workdir: str) -> dict:
     import tensorflow as tf
 
-    from trainer import checkpoint, data, distribute, losses, models, optimization, steps, synthetic
+    from trainer import checkpoint, data, distribute, losses, models, optimization, steps
     from trainer.config import DistributeConfig, LossConfig, ModelConfig, TrainConfig
+    from trainer.data import synthetic
 
     features, labels = synthetic.make_split("train", 4 * args.batch, NUM_LABELS, NUM_FEATURES, 2_000, 32, seed=42)
     split = data.from_arrays({"features": features["features"]}, labels, synthetic.label_names(NUM_LABELS))

@@ -42,9 +42,9 @@ def build(args):
     import keras
     import numpy as np
 
-    from trainer import models, synthetic
+    from trainer import models
     from trainer.config import ModelConfig, TrainConfig
-    from trainer.data import from_arrays
+    from trainer.data import from_arrays, synthetic
 
     features, labels = synthetic.make_split("train", args.examples, args.labels, args.features, 2_000, 32, seed=42)
     split = from_arrays({"features": features["features"]}, labels, synthetic.label_names(args.labels))

@@ -4,7 +4,7 @@ import ast
 import os
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 TRAINER = os.path.join(REPO, "trainer")
 
@@ -46,7 +46,7 @@ RULES = [
     ("checkpoint", ("metrics", "reporting", "evaluation", "run", "train")),
     ("evaluation", ("reporting", "paths", "checkpoint", "run", "train")),
     ("metrics", ("reporting", "checkpoint", "evaluation", "run", "train", "data")),
-    ("reporting", ("run", "train", "evaluation", "checkpoint", "data")),
+    ("reporting", ("run", "train", "evaluation", "checkpoint")),
     ("paths", ("run", "train", "data", "models", "checkpoint", "reporting", "evaluation", "metrics", "config")),
     ("steps", ("run", "train", "reporting", "checkpoint", "evaluation")),
 ]

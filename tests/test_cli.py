@@ -4,7 +4,9 @@ import json
 import os
 
 import pytest
-from conftest import TINY, check_ok, error_line, read_metrics, run_trainer, train_losses
+from helpers import TINY, check_ok, error_line, read_metrics, run_trainer, train_losses
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 TWO_WORKERS = json.dumps(
     {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
@@ -35,6 +37,24 @@ def test_bad_flags_and_tf_config_exit_1_with_one_line(tmp_path, args, env, fragm
     result = run_trainer(args, env=env)
     assert result.returncode == 1, result.stderr[-2000:]
     assert fragment in error_line(result)
+
+
+def test_flagfile_is_read_and_help_lists_every_trainer_flag(tmp_path):
+    recipe = tmp_path / "run.flags"
+    recipe.write_text("# a recipe\n--hidden_units=16\n--train_steps=0\n")
+    result = run_trainer([f"--flagfile={recipe}", f"--model_dir={tmp_path / 'run'}"])
+    assert result.returncode == 1
+    assert "--train_steps must be positive, got 0" in error_line(result)
+    assert not (tmp_path / "run").exists()
+
+    from trainer import flags as config_flags
+
+    helpfull = run_trainer(["--helpfull"])  # absl's help exits 1, as it always has.
+    assert "Traceback" not in helpfull.stderr, helpfull.stderr[-2000:]
+    for field, _ in config_flags.settings():
+        assert f"--{field.name}:" in helpfull.stdout or f"--[no]{field.name}:" in helpfull.stdout, field.name
+    assert "--flagfile:" in helpfull.stdout and "--verbosity:" in helpfull.stdout  # absl's own flags stay.
+    assert "Try --helpfull" in run_trainer(["--help"]).stdout
 
 
 def test_batch_that_does_not_divide_by_replicas_is_refused(tmp_path):

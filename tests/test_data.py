@@ -3,8 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from trainer import data, records, sources
+from trainer import data
 from trainer.config import DataConfig
+from trainer.data import tfrecord
 from trainer.distribute import Topology
 
 
@@ -66,8 +67,8 @@ def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_
     for num_workers, by_file in ((2, True), (3, True), (4, False)):
         topology = Topology(num_replicas=num_workers, num_workers=num_workers, worker_index=0, is_chief=True,
                             global_batch_size=8 * num_workers)  # fmt: skip
-        assert data.worker_part(streamed, topology) == sources.Part(num_workers, 0, by_file)
-    part = [int(f["features"][0]) for f, _ in streamed.read_part(sources.Part(2, 0, by_file=True))]
+        assert data.worker_part(streamed, topology) == data.Part(num_workers, 0, by_file)
+    part = [int(f["features"][0]) for f, _ in streamed.read_part(data.Part(2, 0, by_file=True))]
     assert sorted(part) == [i for i in range(48) if i % 3 != 1]
 
 
@@ -88,10 +89,10 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
     for f in range(3):  # 3 files, 4 workers: by record, after the interleave of the files.
         with tf.io.TFRecordWriter(str(tmp_path / f"part-{f}.tfrecord")) as writer:
             for i in range(f, 40 + f, 3):
-                writer.write(records.make_example(None, [i % 2], features=[float(i)]))
+                writer.write(tfrecord.make_example(None, [i % 2], features=[float(i)]))
     (tmp_path / "labels.txt").write_text("a\nb\n")
     split = data.load_split(DataConfig(), "train", str(tmp_path / "*.tfrecord"), seed=0)
-    parts = [[int(f["features"][0]) for f, _ in split.read_part(sources.Part(4, i, by_file=False))] for i in range(4)]
+    parts = [[int(f["features"][0]) for f, _ in split.read_part(data.Part(4, i, by_file=False))] for i in range(4)]
     assert {len(p) for p in parts} == {10, 11}  # 42 records: 11, 11, 10, 10.
     assert sorted(sum(parts, [])) == sorted(int(f["features"][0]) for f, _ in split.examples)
 
@@ -99,5 +100,5 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
     in_order = [int(f["features"][0]) for f, _ in split.examples]
     assert in_order == list(range(42))
     # Training reads them a block (up to 1,024 records) each in turn: file 0's 14 records come first.
-    training_order = [int(f["features"][0]) for f, _ in split.read_part(sources.WHOLE)]
+    training_order = [int(f["features"][0]) for f, _ in split.read_part(data.WHOLE)]
     assert training_order == list(range(0, 42, 3)) + list(range(1, 42, 3)) + list(range(2, 42, 3))

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import check_ok, error_line, max_weight_difference, model_weights, run_trainer
+from helpers import check_ok, error_line, max_weight_difference, model_weights, run_trainer
 from textdata import FILLER, LABEL_WORDS, write_text_data
 
 from trainer import config as config_lib
@@ -112,6 +112,7 @@ def test_tokenizer_packs_text_as_the_preset_does(preset, text_files, tmp_path):
     assert not ids[0, 4:].any()  # [PAD] is 0.
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
 def test_trains_evaluates_resumes_exactly_and_exports_raw_strings(preset, text_files, tmp_path):
     import tensorflow as tf
 
@@ -156,6 +157,7 @@ def test_trains_evaluates_resumes_exactly_and_exports_raw_strings(preset, text_f
     del tf
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
 def test_default_and_mirrored_give_the_same_weights(preset_without_dropout, text_files, tmp_path):
     preset = preset_without_dropout
     default, mirrored = tmp_path / "default", tmp_path / "mirrored"
@@ -279,6 +281,7 @@ def test_a_bad_preset_is_one_error_and_writes_nothing(preset, text_files, tmp_pa
     assert not os.path.exists(config.model_dir)
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
 def test_cli_bad_preset_exit_1_one_line(text_files, tmp_path):
     model_dir = tmp_path / "run"
     result = run_trainer(_flags(str(tmp_path / "nowhere"), text_files, model_dir))

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import check_ok, error_line, run_trainer
+from helpers import check_ok, error_line, run_trainer
 from textdata import FILLER, LABEL_WORDS, write_text_data
 
 from trainer import config as config_lib
@@ -237,6 +237,7 @@ def test_a_bad_vectors_file_is_one_error_and_writes_nothing(tmp_path, name):
     assert not os.path.exists(config.model_dir) or not os.listdir(config.model_dir)
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
 def test_cli_bad_vectors_exit_1_with_one_line_and_nothing_written(tmp_path):
     files = write_text_data(str(tmp_path / "data"))
     vectors = tmp_path / "ragged.txt"
@@ -251,6 +252,7 @@ def test_cli_bad_vectors_exit_1_with_one_line_and_nothing_written(tmp_path):
     assert not model_dir.exists() or not any(model_dir.iterdir())
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
 def test_cli_trains_with_vectors_and_logs_coverage(tmp_path):
     files = write_text_data(str(tmp_path / "data"))
     glove = tmp_path / "glove.txt"

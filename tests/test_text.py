@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import text
 from trainer.config import Config, DataConfig
+from trainer.data import text
 from trainer.errors import UserError
 
 

@@ -1,34 +1,23 @@
 """The run's configuration: a frozen dataclass tree, validated once, written as JSON.
 
-Every default lives here. `trainer.main` builds a `Config` from the flags; everything
-else receives it (or one of its parts) explicitly.
+Every setting is one field here, declared once: its default, its flag's help text and, for a
+choice, the allowed values (`setting(...)`). `trainer.flags` generates the absl flags from these
+fields and builds the `Config` back; everything else receives it (or one of its parts) explicitly.
 """
 
 import dataclasses
 import json
 import os
-from typing import Tuple
+from typing import Callable, Tuple, Union
 
 from trainer.errors import UserError
 
-MODEL_NAMES = (
-    "mlp",
-    "text_bow",
-    "multi_input",
-    "text_transformer",
-    "cnn",
-    "hub_text",
-)  # The keys of models.MODELS (tests keep the two equal).
 MODES = ("train", "eval", "train_and_eval", "predict", "export")
 # Which checkpoint eval/predict/export use: the newest, or checkpoints/best/ with its own thresholds.
 CHECKPOINT_CHOICES = ("latest", "best")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-LOSSES = ("bce", "weighted_bce", "focal", "asl")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-LR_SCHEDULES = ("cosine", "constant")
-LR_SCALINGS = ("none", "linear", "sqrt")
-CNN_BACKBONES = ("resnet_small", "resnet50", "efficientnet_b0", "mobilenet_v2")
+EVAL_WEIGHTS = ("averaged", "raw")
 DATA_FORMATS = ("", "tsv", "csv", "tfrecord")
 # --best_metric: a figure of metrics/eval-<step>.json, `<block>/<name>` or a top-level one.
 BEST_METRICS = (
@@ -40,140 +29,243 @@ BEST_METRICS = (
 )
 
 
+# Choices that are a registry's names. The registries import TensorFlow and import this module,
+# so they are read when asked for (a flag given, the help shown, validate()), not when this loads.
+def model_names() -> Tuple[str, ...]:
+    from trainer import models
+
+    return tuple(models.MODELS)
+
+
+def cnn_backbones() -> Tuple[str, ...]:
+    from trainer import models
+
+    return ("resnet_small",) + tuple(models.BACKBONES)  # resnet_small is layers.compact_resnet.
+
+
+def loss_names() -> Tuple[str, ...]:
+    from trainer import losses
+
+    return tuple(losses.LOSSES)
+
+
+def optimizer_names() -> Tuple[str, ...]:
+    from trainer import optimization
+
+    return tuple(optimization.OPTIMIZERS)
+
+
+def lr_schedules() -> Tuple[str, ...]:
+    from trainer import optimization
+
+    return tuple(optimization.LR_SCHEDULES)
+
+
+def lr_scalings() -> Tuple[str, ...]:
+    from trainer import optimization
+
+    return tuple(optimization.LR_SCALINGS)
+
+
+Choices = Union[Tuple[str, ...], Callable[[], Tuple[str, ...]]]
+
+
+def setting(default, help: str, choices: Choices = ()):
+    """A config field: its default, its flag's help text and, for a choice, the allowed values
+    (a tuple, or a function returning a registry's names)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def choices_of(field: dataclasses.Field) -> Tuple[str, ...]:
+    """The values a setting allows; empty when any value of its type is allowed."""
+    choices = field.metadata.get("choices", ())
+    return tuple(choices() if callable(choices) else choices)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    train_data: str = "synthetic"
-    eval_data: str = "synthetic"
-    test_data: str = ""
-    data_format: str = ""  # Empty: inferred from the file extension.
-    label_names: str = ""
-    text_column: str = "text"
-    labels_column: str = "labels"
-    label_columns_prefix: str = "label:"
-    shuffle_buffer: int = 10_000
-    cache_train_data: bool = False  # Keep a streamed training split's parsed examples in memory.
+    train_data: str = setting("synthetic", "Training data: a path/glob, `synthetic`, or tfds:NAME:SPLIT.")
+    eval_data: str = setting(
+        "",
+        "Evaluation data (thresholds are tuned on it). Empty: `synthetic` when training on synthetic data, else none.",
+    )
+    test_data: str = setting("", "Test data, scored with the tuned thresholds.")
+    data_format: str = setting("", "tsv, csv or tfrecord; default: from the extension.", DATA_FORMATS)
+    label_names: str = setting("", "File with one label name a line.")
+    text_column: str = setting("text", "Text column of delimited files with a header.")
+    labels_column: str = setting("labels", "Labels column: ids or names separated by `,`.")
+    label_columns_prefix: str = setting("label:", "Prefix of 0/1 label columns in CSV.")
+    ignore_columns: Tuple[str, ...] = setting(
+        (),
+        "Delimited files with a header: columns to leave out (an id, a date, ...), by header name, "
+        "separated by commas.",
+    )
+    shuffle_buffer: int = setting(10_000, "Examples in the shuffle buffer.")
+    cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
-    max_tokens: int = 20_000
-    sequence_length: int = 64
-    text_bigrams: bool = True
-    image_size: int = 64  # Images (TFRecord `image`, TFDS voc) are resized to image_size x image_size.
+    max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")
+    sequence_length: int = setting(64, "Text: token ids per example (cut or padded).")
+    text_bigrams: bool = setting(True, "Text: add word bigrams to the words.")
+    # Images: TFRecord `image`, TFDS voc.
+    image_size: int = setting(64, "Images are resized to image_size x image_size.")
     # The embedded synthetic problem (used when a split is `synthetic`).
-    synthetic_train_examples: int = 24_000
-    synthetic_eval_examples: int = 4_000
-    synthetic_labels: int = 20
-    synthetic_features: int = 64
-    synthetic_vocab_size: int = 2_000
-    synthetic_sequence_length: int = 32
-    synthetic_image_size: int = 16
+    synthetic_train_examples: int = setting(24_000, "Synthetic training examples.")
+    synthetic_eval_examples: int = setting(4_000, "Synthetic eval/test examples.")
+    synthetic_labels: int = setting(20, "Labels of the synthetic problem.")
+    synthetic_features: int = setting(64, "Numeric features of the synthetic problem.")
+    synthetic_vocab_size: int = setting(2_000, "Vocabulary of the synthetic problem's texts.")
+    synthetic_sequence_length: int = setting(32, "Tokens per text of the synthetic problem.")
+    synthetic_image_size: int = setting(16, "Side of the synthetic problem's images.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    model: str = "mlp"
-    hidden_units: Tuple[int, ...] = (256, 256)
-    dropout: float = 0.0
-    embedding_dim: int = 64  # Token embedding width; also the width of text_transformer.
-    transformer_layers: int = 2
-    transformer_heads: int = 4
-    cnn_backbone: str = "resnet_small"  # Or a keras.applications network: see CNN_BACKBONES.
-    cnn_width: int = 32  # Filters of resnet_small's first stage (then 2x, 4x).
-    pretrained_weights: str = ""  # A local weights file for a keras.applications backbone; empty = from scratch.
+    model: str = setting(
+        "mlp",
+        "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), "
+        "cnn (images), hub_text (a KerasHub backbone from --preset).",
+        model_names,
+    )
+    hidden_units: Tuple[int, ...] = setting((256, 256), "Hidden layer widths, e.g. 512,512.")
+    dropout: float = setting(0.0, "Dropout after each hidden layer.")
+    # Also the width of text_transformer.
+    embedding_dim: int = setting(64, "Token embedding width (text models).")
+    transformer_layers: int = setting(2, "text_transformer: encoder blocks.")
+    transformer_heads: int = setting(4, "text_transformer: attention heads.")
+    # resnet_small, or a keras.applications network (models.BACKBONES).
+    cnn_backbone: str = setting("resnet_small", "cnn: the network.", cnn_backbones)
+    cnn_width: int = setting(32, "cnn resnet_small: filters of the first stage.")  # Then 2x, 4x.
+    # A local weights file for a keras.applications backbone; empty = from scratch.
+    pretrained_weights: str = setting("", "cnn: local weights file of the backbone.")
     # Pretrained encoders (trainer.pretrained, trainer.hub; docs/pretrained.md).
-    pretrained_embeddings: str = dataclasses.field(
-        default="",
-        metadata={
-            "help": "text_bow, multi_input, text_transformer: word vectors that initialise the token embeddings "
-            "on a fresh start: a GloVe/fastText .txt/.vec file or a .npy array (local or gs://)."
-        },
+    pretrained_embeddings: str = setting(
+        "",
+        "text_bow, multi_input, text_transformer: word vectors that initialise the token embeddings on a fresh "
+        "start: a GloVe/fastText .txt/.vec file or a .npy array (local or gs://).",
     )
-    pretrained_vocabulary: str = dataclasses.field(
-        default="",
-        metadata={"help": "The word of each row of a .npy --pretrained_embeddings; default: <name>.vocab.txt."},
+    pretrained_vocabulary: str = setting(
+        "", "The word of each row of a .npy --pretrained_embeddings; default: <name>.vocab.txt beside it."
     )
-    freeze_embeddings: bool = dataclasses.field(
-        default=False, metadata={"help": "Keep the --pretrained_embeddings fixed (not trained)."}
+    freeze_embeddings: bool = setting(False, "Keep the --pretrained_embeddings fixed (not trained).")
+    preset: str = setting(
+        "",
+        "hub_text: a KerasHub preset directory (local or gs://) holding the backbone and its tokenizer; "
+        "nothing is downloaded.",
     )
-    preset: str = dataclasses.field(
-        default="",
-        metadata={
-            "help": "hub_text: a KerasHub preset directory (local or gs://) holding the backbone and its "
-            "tokenizer; nothing is downloaded."
-        },
-    )
-    layer_decay: float = dataclasses.field(
-        default=1.0,
-        metadata={
-            "help": "hub_text: layer-wise learning-rate decay; the head trains at the full rate, transformer "
-            "layer i of L at layer_decay**(L + 1 - i) of it, the embeddings at layer_decay**(L + 1). 1 = off."
-        },
+    layer_decay: float = setting(
+        1.0,
+        "hub_text: layer-wise learning-rate decay; the head trains at the full rate, transformer layer i of L "
+        "at layer_decay**(L + 1 - i) of it, the embeddings at layer_decay**(L + 1). 1 = off.",
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    global_batch_size: int = 256
-    train_steps: int = 1_500
-    steps_per_loop: int = 50
-    log_every_steps: int = 100
-    learning_rate: float = 1e-3  # Peak rate at base_batch_size; see lr_scaling.
+    global_batch_size: int = setting(256, "Examples per step over all replicas.")
+    train_steps: int = setting(1_500, "Total training steps.")
+    steps_per_loop: int = setting(50, "Steps per compiled host call.")
+    log_every_steps: int = setting(100, "Steps between progress lines.")
+    learning_rate: float = setting(1e-3, "Peak learning rate at --base_batch_size.")
     # The rate used is learning_rate * (global_batch_size / base_batch_size) ** p, with p = 1 for
     # `linear` (Goyal et al. 2017, for SGD), 0.5 for `sqrt` (suited to Adam-type optimizers), 0 for `none`.
-    lr_scaling: str = "sqrt"
-    base_batch_size: int = 256
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-4
-    lr_schedule: str = "cosine"  # Linear warmup, then cosine decay to 0 at train_steps; or constant.
-    warmup_steps: int = 100
-    clip_norm: float = 0.0  # Clip the global gradient norm (after the all-reduce); 0 = off.
-    seed: int = 42
-    mixed_precision: str = "float32"
-    jit_compile: bool = True
-    deterministic: bool = False
-    eval_every_steps: int = 500
-    checkpoint_every_steps: int = 500
-    checkpoint_every_seconds: int = 0  # Also save when this long has passed since the last save; 0 = off.
-    keep_checkpoints: int = 3
+    lr_scaling: str = setting("sqrt", "Scale the rate with global/base batch size: ^1, ^0.5, off.", lr_scalings)
+    base_batch_size: int = setting(256, "Batch size at which --learning_rate applies as is.")
+    optimizer: str = setting("adamw", "Optimizer.", optimizer_names)
+    weight_decay: float = setting(1e-4, "Decoupled weight decay (adamw).")
+    # Linear warmup, then cosine decay to 0 at train_steps; or constant.
+    lr_schedule: str = setting("cosine", "Learning-rate schedule.", lr_schedules)
+    warmup_steps: int = setting(100, "Linear warmup steps (cosine schedule).")
+    clip_norm: float = setting(0.0, "Clip the global gradient norm; 0 = off.")  # After the all-reduce.
+    # trainer/averaging.py.
+    ema_decay: float = setting(
+        0.0, "Keep an exponential moving average of the weights with this decay, e.g. 0.999; 0 = off."
+    )
+    eval_weights: str = setting(
+        "averaged",
+        "With --ema_decay: evaluate, predict and export with the averaged weights or the raw ones.",
+        EVAL_WEIGHTS,
+    )
+    seed: int = setting(42, "Seed for initialisation, shuffling and synthetic data.")
+    mixed_precision: str = setting("float32", "Compute precision.", PRECISIONS)
+    jit_compile: bool = setting(True, "XLA-compile the per-replica step.")
+    deterministic: bool = setting(False, "Op determinism: two runs give identical weights.")
+    eval_every_steps: int = setting(500, "Steps between evaluations.")
+    checkpoint_every_steps: int = setting(500, "Steps between checkpoints.")
+    checkpoint_every_seconds: int = setting(
+        0, "Also save when this many seconds have passed since the last save (checked between loops); 0 = off."
+    )
+    keep_checkpoints: int = setting(3, "Checkpoints kept.")
     # train_and_eval keeps the checkpoint of the best periodic evaluation in checkpoints/best/.
-    best_metric: str = "macro/average_precision"  # `loss` and `hamming_loss`: lower is better.
-    async_checkpoint: bool = False  # Write checkpoints in the background (single worker only).
-    max_nan_rollbacks: int = 0  # On a NaN/Inf loss: 0 = stop (exit 2); N = roll back and go on, at most N times.
-    # Warm start: model weights from another run's checkpoint, used only when model_dir has none.
-    init_checkpoint: str = ""
+    # `loss` and `hamming_loss`: lower is better. Not a flag choice: validate() names the figures.
+    best_metric: str = setting(
+        "macro/average_precision",
+        "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
+    )
+    async_checkpoint: bool = setting(False, "Write checkpoints in the background (ignored with several workers).")
+    max_nan_rollbacks: int = setting(
+        0, "On a NaN/Inf loss, roll back to the last checkpoint and go on this many times; 0 = fail."
+    )
+    init_checkpoint: str = setting(
+        "",
+        "Warm start from another run: its model weights (a ckpt-N prefix, a checkpoints directory, or a run's "
+        "--model_dir), used when --model_dir has no checkpoint yet; optimizer, step and input start fresh.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    loss: str = "bce"
-    label_smoothing: float = 0.0  # Training targets become y * (1 - s) + s / 2.
-    focal_gamma: float = 2.0
+    loss: str = setting("bce", "Loss.", loss_names)
+    label_smoothing: float = setting(0.0, "Training targets y become y(1 - s) + s/2.")
+    focal_gamma: float = setting(2.0, "Focal loss focusing parameter.")
     # Asymmetric loss (Ridnik et al. 2021): focusing for positives/negatives, probability margin.
-    asl_gamma_pos: float = 0.0
-    asl_gamma_neg: float = 4.0
-    asl_clip: float = 0.05
+    asl_gamma_pos: float = setting(0.0, "Asymmetric loss: focusing for positives.")
+    asl_gamma_neg: float = setting(4.0, "Asymmetric loss: focusing for negatives.")
+    asl_clip: float = setting(0.05, "Asymmetric loss: probability margin for negatives.")
     # weighted_bce: positive weight of a label = negatives / positives in training data, capped.
-    max_positive_weight: float = 100.0
+    max_positive_weight: float = setting(100.0, "weighted_bce: cap on a label's weight.")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributeConfig:
-    strategy: str = "auto"
-    cpu_replicas: int = 1
-    tpu: str = ""
+    strategy: str = setting("auto", "tf.distribute strategy.", STRATEGIES)
+    cpu_replicas: int = setting(1, "Split the CPU into this many logical devices.")
+    tpu: str = setting("", "TPU name, or `local` on a TPU VM.")
     # A collective that waits longer than this (a dead or missing worker) fails the run.
-    collective_timeout_seconds: int = 300
+    collective_timeout_seconds: int = setting(300, "Fail a collective (a missing worker) after this long.")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model_dir: str = ""
-    mode: str = "train_and_eval"
-    checkpoint: str = "latest"
+    model_dir: str = setting("", "Directory the run writes to; re-running with the same one resumes.")
+    mode: str = setting("train_and_eval", "What to do.", MODES)
+    checkpoint: str = setting(
+        "latest",
+        "Which checkpoint eval/predict/export use: the latest, or the best evaluation's (checkpoints/best/, "
+        "with the thresholds tuned at that evaluation).",
+        CHECKPOINT_CHOICES,
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     loss: LossConfig = LossConfig()
     distribute: DistributeConfig = DistributeConfig()
+
+
+def effective_eval_data(config: Config) -> str:
+    """The split --eval_data names; when it is empty, `synthetic` for a run on the synthetic problem
+    (the default job evaluates too), else "" (no eval split).
+
+    A synthetic eval split by default would break runs on real data: `--mode=eval --test_data=FILE`
+    on a trained text run would evaluate synthetic data first. So in --mode=eval an empty
+    --eval_data means synthetic only when --test_data is empty too.
+    """
+    data = config.data
+    if data.eval_data or data.train_data != "synthetic":
+        return data.eval_data
+    if config.mode == "eval" and data.test_data:
+        return ""
+    return "synthetic" if config.mode in ("train_and_eval", "eval") else ""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -190,32 +282,30 @@ def _positive(flag: str, value: float) -> None:
 
 
 def validate(config: Config) -> Config:
-    """Checks everything that can be checked before TensorFlow starts; returns `config`."""
+    """Checks everything that can be checked before the run starts; returns `config`.
+
+    Choices that are a registry's names (--model, --loss, ...) are checked last: that imports TensorFlow."""
     _require(bool(config.model_dir), "--model_dir is required: the directory the run writes to.")
-    _choice("mode", config.mode, MODES)
-    _choice("checkpoint", config.checkpoint, CHECKPOINT_CHOICES)
+    data, model, train, dist = config.data, config.model, config.train, config.distribute
+    _check_choices(config, registries=False)
     _require(
         config.checkpoint == "latest" or config.mode in ("eval", "predict", "export"),
         f"--checkpoint=best is for --mode=eval, predict or export; --mode={config.mode} always resumes from "
         "the latest checkpoint.",
     )
-    data, model, train, dist = config.data, config.model, config.train, config.distribute
     _require(
         not train.init_checkpoint or config.mode in ("train", "train_and_eval"),
         f"--init_checkpoint starts a training run; --mode={config.mode} uses this --model_dir's own checkpoint.",
     )
-    _choice("data_format", data.data_format, DATA_FORMATS)
     _require(data.max_tokens > 2, f"--max_tokens must exceed 2 (padding and out-of-vocabulary), got {data.max_tokens}.")
     for flag in ("sequence_length", "image_size", "shuffle_buffer", "synthetic_image_size"):
         _positive(flag, getattr(data, flag))
     if config.mode in ("train", "train_and_eval"):
         _require(bool(data.train_data), f"--mode={config.mode} needs --train_data (a path, glob or `synthetic`).")
     if config.mode == "eval":
-        _require(bool(data.eval_data or data.test_data), "--mode=eval needs --eval_data or --test_data.")
+        _require(bool(effective_eval_data(config) or data.test_data), "--mode=eval needs --eval_data or --test_data.")
     if config.mode == "predict":
         _require(bool(data.test_data), "--mode=predict needs --test_data: the examples to score.")
-    _choice("model", model.model, MODEL_NAMES)
-    _choice("cnn_backbone", model.cnn_backbone, CNN_BACKBONES)
     for flag in ("embedding_dim", "transformer_layers", "transformer_heads", "cnn_width"):
         _positive(flag, getattr(model, flag))
     _require(
@@ -248,9 +338,6 @@ def validate(config: Config) -> Config:
     )
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
-    _choice("optimizer", train.optimizer, OPTIMIZERS)
-    _choice("lr_schedule", train.lr_schedule, LR_SCHEDULES)
-    _choice("lr_scaling", train.lr_scaling, LR_SCALINGS)
     _positive("base_batch_size", train.base_batch_size)
     _require(
         train.best_metric in BEST_METRICS,
@@ -258,19 +345,20 @@ def validate(config: Config) -> Config:
     )
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
+    _require(
+        0 <= train.ema_decay < 1,
+        f"--ema_decay must be in (0, 1), e.g. 0.999, or 0 to keep no average; got {train.ema_decay}.",
+    )
     loss = config.loss
-    _choice("loss", loss.loss, LOSSES)
     for flag in ("focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
         _require(getattr(loss, flag) >= 0, f"--{flag} must be >= 0, got {getattr(loss, flag)}.")
     _require(0 <= loss.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {loss.label_smoothing}.")
     _require(0 <= loss.asl_clip < 1, f"--asl_clip must be in [0, 1), got {loss.asl_clip}.")
     _require(loss.max_positive_weight >= 1, f"--max_positive_weight must be >= 1, got {loss.max_positive_weight}.")
-    _choice("mixed_precision", train.mixed_precision, PRECISIONS)
-    _choice("strategy", dist.strategy, STRATEGIES)
     _positive("cpu_replicas", dist.cpu_replicas)
     _positive("collective_timeout_seconds", dist.collective_timeout_seconds)
-    if dist.strategy == "tpu":
-        _require(bool(dist.tpu), "--strategy=tpu needs --tpu: the TPU name, or `local` on a TPU VM.")
+    # --strategy=tpu without --tpu: distribute.choose_strategy, which also resolves `auto`.
+    _check_choices(config, registries=True)  # Last: reading a registry's names imports TensorFlow.
     return config
 
 
@@ -302,22 +390,21 @@ def _validate_pretrained(config: Config) -> None:
     _require(hub_text or model.layer_decay == 1, "--layer_decay is for --model=hub_text.")
     _require(
         not hub_text or "synthetic" not in (config.data.train_data, config.data.eval_data, config.data.test_data),
-        "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only, so give "
-        "--train_data and --eval_data as text files (and --eval_data= to skip evaluation).",
+        "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only: give "
+        "--train_data (and --eval_data) as text files.",
     )
+
+
+def _check_choices(config: Config, registries: bool) -> None:
+    """Checks the settings whose choices are a tuple, or (`registries`) a registry's names."""
+    for section in (config, config.data, config.model, config.train, config.loss, config.distribute):
+        for field in dataclasses.fields(section):
+            if callable(field.metadata.get("choices")) == registries and choices_of(field):
+                _choice(field.name, getattr(section, field.name), choices_of(field))
 
 
 def to_json(config: Config) -> str:
     return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
-
-
-def write(config: Config, path: str) -> None:
-    """Writes `config` as JSON atomically (a crash never leaves half a file)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(to_json(config) + "\n")
-    os.replace(tmp, path)
 
 
 # Settings that shape the checkpoint: resuming with any of them changed cannot work.
@@ -333,7 +420,7 @@ _CHECKPOINT_SHAPING = {
         "freeze_embeddings",
         "preset",
     ),
-    "train": ("optimizer", "mixed_precision"),
+    "train": ("optimizer", "mixed_precision", "ema_decay"),
     "data": (
         "synthetic_labels",
         "synthetic_features",

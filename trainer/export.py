@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import paths, records, text
-from trainer.data import InputSpec
+from trainer import paths
+from trainer.data import InputSpec, text, tfrecord
 
 
 class ServingModule(tf.Module):
@@ -40,7 +40,7 @@ class ServingModule(tf.Module):
         if "image" in inputs:
             size = self.model.input["image"].shape[1]
             inputs["image"] = tf.map_fn(
-                lambda encoded: records.decode_image(encoded, size),
+                lambda encoded: tfrecord.decode_image(encoded, size),
                 inputs["image"],
                 fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
             )

@@ -47,6 +47,14 @@ def set_rate_factors(optimizer, factors) -> None:
     inner.rate_factors = None if factors is None else [float(f) for f in factors]
 
 
+# --optimizer: name -> class; _optimizer_args gives the keyword arguments beyond the rate.
+OPTIMIZERS = {"adamw": AdamW, "adam": Adam, "sgd": SGD}
+
+
+def _optimizer_args(config: TrainConfig) -> dict:
+    return {"adamw": {"weight_decay": config.weight_decay}, "sgd": {"momentum": 0.9}}.get(config.optimizer, {})
+
+
 class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """A constant as a schedule: Keras would store a plain float in a variable, which a resume
     restores, silently overriding a --learning_rate changed between runs."""
@@ -61,20 +69,18 @@ class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return {"value": self.value}
 
 
-_SCALING_POWER = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
+# --lr_scaling: name -> the power p of (global_batch_size / base_batch_size) the rate is multiplied by.
+LR_SCALINGS = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
 
 
 def peak_learning_rate(config: TrainConfig) -> float:
     """--learning_rate scaled by --lr_scaling from --base_batch_size to --global_batch_size."""
     ratio = config.global_batch_size / config.base_batch_size
-    return config.learning_rate * ratio ** _SCALING_POWER[config.lr_scaling]
+    return config.learning_rate * ratio ** LR_SCALINGS[config.lr_scaling]
 
 
-def learning_rate(config: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
-    """The schedule from the config; never checkpointed, so the flags of the current run apply."""
-    peak = peak_learning_rate(config)
-    if config.lr_schedule == "constant":
-        return ConstantLearningRate(peak)
+def _cosine(config: TrainConfig, peak: float) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from 0 to `peak`, then cosine decay to 0 at --train_steps."""
     warmup_steps = min(config.warmup_steps, config.train_steps - 1)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else peak,
@@ -84,16 +90,24 @@ def learning_rate(config: TrainConfig) -> keras.optimizers.schedules.LearningRat
     )
 
 
+def _constant(config: TrainConfig, peak: float) -> keras.optimizers.schedules.LearningRateSchedule:
+    return ConstantLearningRate(peak)
+
+
+# --lr_schedule: name -> function(config, peak rate) -> schedule.
+LR_SCHEDULES = {"cosine": _cosine, "constant": _constant}
+
+
+def learning_rate(config: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The schedule from the config; never checkpointed, so the flags of the current run apply."""
+    return LR_SCHEDULES[config.lr_schedule](config, peak_learning_rate(config))
+
+
 def make_optimizer(config: TrainConfig):
     """The optimizer, wrapped in dynamic loss scaling under mixed_float16. Create inside the strategy scope."""
     clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
     lr = learning_rate(config)
-    if config.optimizer == "adamw":
-        optimizer = AdamW(lr, weight_decay=config.weight_decay, **clip)
-    elif config.optimizer == "adam":
-        optimizer = Adam(lr, **clip)
-    else:
-        optimizer = SGD(lr, momentum=0.9, **clip)
+    optimizer = OPTIMIZERS[config.optimizer](lr, **_optimizer_args(config), **clip)
     if config.mixed_precision == "mixed_float16":
         # Keras's scaler decides from the gradients it is given; ours are already all-reduced, so
         # every replica makes the same decision.

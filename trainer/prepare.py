@@ -1,11 +1,11 @@
-"""`python -m trainer.prepare`: delimited files -> sharded TFRecord files, labels.txt, statistics.
+"""`python -m trainer.prepare` (`mltrain prepare`): delimited files -> sharded TFRecord files, labels.txt, statistics.
 
     python -m trainer.prepare --input=../shared/data/goemotions/train.tsv \\
         --label_names=../shared/data/goemotions/labels.txt --output_dir=gs://bucket/goemotions --num_shards=8
 
 writes, under --output_dir (local or object storage):
 - `<name>-00000-of-00008.tfrecord`, ...: tf.train.Example records (`text` and/or `features`,
-  `label_ids`; see trainer/records.py), dealt out to the shards round-robin, so that the
+  `label_ids`; see trainer/data/tfrecord.py), dealt out to the shards round-robin, so that the
   trainer, which reads shards one record from each in turn, sees the input's order;
 - `labels.txt`: the label names, one a line, which the trainer reads when --label_names is empty;
 - `<name>-stats.json`: examples, count and frequency per label, label cardinality.
@@ -17,23 +17,29 @@ stderr, and no output.
 import json
 import os
 import sys
+from typing import List
 
 from absl import app, flags
 
-from trainer.config import DATA_FORMATS, DataConfig
+from trainer import flags as config_flags
+from trainer.config import DataConfig
 from trainer.errors import EXIT_USER_ERROR, UserError
 
-_DATA = DataConfig()
-flags.DEFINE_string("input", None, "Delimited file(s) to convert: a path or glob (.tsv or .csv).")
-flags.DEFINE_string("output_dir", None, "Directory for the shards, labels.txt and <name>-stats.json.")
-flags.DEFINE_integer("num_shards", 8, "TFRecord files to write (a worker reads whole files, so >= workers).")
-flags.DEFINE_string("name", "", "Shard name prefix; default: the input's file name without extension.")
-flags.DEFINE_enum("data_format", _DATA.data_format, DATA_FORMATS, "tsv or csv; default: from the extension.")
-flags.DEFINE_string("label_names", _DATA.label_names, "File with one label name a line.")
-flags.DEFINE_string("text_column", _DATA.text_column, "Text column of delimited files with a header.")
-flags.DEFINE_string("labels_column", _DATA.labels_column, "Labels column: ids or names separated by `,`.")
-flags.DEFINE_string("label_columns_prefix", _DATA.label_columns_prefix, "Prefix of 0/1 label columns in CSV.")
-FLAGS = flags.FLAGS
+# Its own flags, apart from the trainer's (trainer.main.FLAGS): both modules load in one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("input", None, "Delimited file(s) to convert: a path or glob (.tsv or .csv).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "output_dir", None, "Directory for the shards, labels.txt and <name>-stats.json.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "num_shards", 8, "TFRecord files to write (a worker reads whole files, so >= workers).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "name", "", "Shard name prefix; default: the input's file name without extension.", flag_values=FLAGS
+)
+# The settings of the delimited layout, as the trainer has them (same names, defaults and help).
+DATA_FLAGS = ("data_format", "label_names", "text_column", "labels_column", "label_columns_prefix", "ignore_columns")
+config_flags.define_flags(FLAGS, DataConfig, names=DATA_FLAGS)
 
 
 def shard_paths(output_dir: str, name: str, num_shards: int):
@@ -46,7 +52,8 @@ def prepare(
     """Converts the delimited files `pattern` names; returns the statistics it wrote."""
     import tensorflow as tf  # After the flag checks, so that mistakes there fail fast.
 
-    from trainer import delimited, labels, records, sources
+    from trainer import paths
+    from trainer.data import delimited, labels, sources, tfrecord
 
     if num_shards < 1:
         raise UserError(f"--num_shards must be positive, got {num_shards}.")
@@ -54,8 +61,9 @@ def prepare(
     data_format = sources.file_format(flag, files, config.data_format)
     if data_format == "tfrecord":
         raise UserError(f"{flag}={pattern} is TFRecord already; prepare converts .tsv and .csv files.")
-    layout, label_names = sources.delimited_layout(config, flag, files, data_format, allow_unlabelled=False)
-    stats = delimited.check(files, layout, label_names)  # First, so a bad row leaves nothing behind.
+    reader = delimited.open_reader(config, flag, files, data_format, allow_unlabelled=False)
+    layout, label_names = reader.layout, reader.label_names
+    stats = reader.check()  # First, so a bad row leaves nothing behind.
     if stats.num_examples == 0:
         raise UserError(f"{flag}={pattern} holds no examples; point it at a non-empty file.")
     names_path = os.path.join(output_dir, labels.LABELS_FILE)
@@ -64,19 +72,18 @@ def prepare(
 
     name = name or os.path.splitext(os.path.basename(files[0]))[0]
     tf.io.gfile.makedirs(output_dir)
-    paths = shard_paths(output_dir, name, num_shards)
-    writers = [tf.io.TFRecordWriter(path) for path in paths]
+    shards = shard_paths(output_dir, name, num_shards)
+    writers = [tf.io.TFRecordWriter(path) for path in shards]
     try:
         for i, (text, label_ids, features) in enumerate(delimited.rows(files, layout, label_names)):
-            example = records.make_example(text if layout.text >= 0 else None, label_ids, features)
+            example = tfrecord.make_example(text if layout.text >= 0 else None, label_ids, features)
             writers[i % num_shards].write(example)
     finally:
         for writer in writers:
             writer.close()
     labels.write_names(names_path, label_names)
-    summary = dict(stats.summary(label_names), source=pattern, files=[os.path.basename(p) for p in paths])
-    with tf.io.gfile.GFile(os.path.join(output_dir, f"{name}-stats.json"), "w") as f:
-        f.write(json.dumps(summary, indent=2) + "\n")
+    summary = dict(stats.summary(label_names), source=pattern, files=[os.path.basename(p) for p in shards])
+    paths.atomic_write(os.path.join(output_dir, f"{name}-stats.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -86,14 +93,9 @@ def main(argv) -> None:
     try:
         if not FLAGS.input or not FLAGS.output_dir:
             raise UserError("--input and --output_dir are required, e.g. --input=train.tsv --output_dir=prepared/.")
-        config = DataConfig(
-            data_format=FLAGS.data_format,
-            label_names=FLAGS.label_names,
-            text_column=FLAGS.text_column,
-            labels_column=FLAGS.labels_column,
-            label_columns_prefix=FLAGS.label_columns_prefix,
+        summary = prepare(
+            config_flags.read_flags(FLAGS, DataConfig), FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name
         )
-        summary = prepare(config, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards, FLAGS.name)
     except UserError as e:
         _fail(str(e))
     print(
@@ -108,10 +110,15 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-if __name__ == "__main__":
+def run(argv: List[str]) -> None:
+    """`python -m trainer.prepare FLAGS` and `mltrain prepare FLAGS` (argv[0] is the program's name)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        FLAGS(sys.argv)  # Parsed here first so a bad flag is one line and exit 1, not absl's usage dump.
-    except flags.Error as e:
-        _fail(f"{e} (see --helpfull).")
-    app.run(main)
+        config_flags.parse(FLAGS, argv)  # Here first so a bad flag is one line and exit 1, not absl's usage dump.
+    except UserError as e:
+        _fail(str(e))
+    app.run(main, argv=argv)
+
+
+if __name__ == "__main__":
+    run(sys.argv)

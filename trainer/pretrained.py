@@ -7,7 +7,7 @@ Formats, local or on object storage (read through tf.io.gfile, streamed line by 
 - `.npy`: a float [N, D] array, with a vocabulary file of N lines (line i names row i): the file
   --pretrained_vocabulary names, else `<name>.vocab.txt` beside `<name>.npy`.
 
-The run's vocabulary (trainer.text) maps each term to a row of the `embedding` layer. A word takes
+The run's vocabulary (trainer.data.text) maps each term to a row of the `embedding` layer. A word takes
 the file's vector for it; when the file has none, the first (in files sorted by frequency: the
 most frequent) vector whose lowercased word matches, since the run's words are lowercase. A bigram
 (`a b`) takes the mean of its two words' vectors when both are found. Every other term starts

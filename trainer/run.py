@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainer import (
+    averaging,
     checkpoint,
     data,
     distribute,
@@ -35,11 +36,11 @@ from trainer import (
     optimization,
     paths,
     pretrained,
-    text,
 )
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
+from trainer.data import labels, text
 from trainer.errors import UserError
 from trainer.reporting import Reporter, read_thresholds
 
@@ -63,6 +64,7 @@ class Run:
     test_split: Optional[data.Split] = None
     optimizer: Any = None  # Training only.
     train_iterator: Any = None  # Training only.
+    average: Optional[averaging.WeightAverage] = None  # With --ema_decay.
     thresholds_dir: str = ""  # Where the thresholds of the restored checkpoint are.
 
 
@@ -91,18 +93,13 @@ SPLITS = {
 }
 
 
-def eval_data(config: Config) -> str:
-    """--eval_data, or `synthetic` when it is empty and the run trains on synthetic data (the
-    default job) or evaluates a model so trained without --test_data."""
-    data_config = config.data
-    if data_config.eval_data or data_config.train_data != "synthetic":
-        return data_config.eval_data
-    return "synthetic" if _training(config) or not data_config.test_data else ""
-
-
 def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
     """The splits `config.mode` reads, by name; every one must have the labels of the first."""
-    flags = {"train": config.data.train_data, "eval": eval_data(config), "test": config.data.test_data}
+    flags = {
+        "train": config.data.train_data,
+        "eval": config_lib.effective_eval_data(config),
+        "test": config.data.test_data,
+    }
     splits: Dict[str, data.Split] = {}
     tokenizer = hub.tokenizer_for(config)  # A hub_text preset's own; None: the run's vocabulary.
     for name in SPLITS[config.mode]:
@@ -113,8 +110,8 @@ def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
         split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary, tokenizer)
         if first is not None and split.spec.label_names != first.spec.label_names:
             raise UserError(
-                f"--{name}_data has labels {split.spec.label_names[:4]}... but the model is built "
-                f"for {first.spec.label_names[:4]}...; give every split the same labels (--label_names)."
+                f"--{name}_data has labels {labels.shorten(split.spec.label_names, 4)} but the model is built "
+                f"for {labels.shorten(first.spec.label_names, 4)}; give every split the same labels (--label_names)."
             )
         splits[name] = split
     return splits
@@ -169,6 +166,7 @@ def setup(config: Config) -> Run:
         step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
+        average = averaging.WeightAverage(model.trainable_variables, train.ema_decay) if train.ema_decay else None
     config = hub.xla_fallback(config, model)
     train = config.train
     positive_fraction = train_split.label_counts / max(train_split.num_examples, 1) if training else None
@@ -179,6 +177,8 @@ def setup(config: Config) -> Run:
     trackables, own_input, iterator = {"model": model, "step": step}, None, None
     if models.random_states(model):  # Only then: checkpoints of models without dropout keep their keys.
         trackables.update(random_states=models.random_states(model))
+    if average is not None:
+        trackables.update(weight_average=average)
     if training:
         batches = data.train_batches(
             train_split,
@@ -208,6 +208,13 @@ def setup(config: Config) -> Run:
             restored = checkpoints.restore_latest()
         if init_prefix and not restored:  # Replaces the adapted feature statistics too, as trained with.
             checkpoint.warm_start(model, init_prefix)
+            if average is not None:
+                average.reset(model.trainable_variables)
+        if average is not None and not training and train.eval_weights == "averaged":
+            average.swap(model.trainable_variables)  # For good: this run only evaluates, predicts or exports.
+            logging.info(
+                "Using the averaged weights (--ema_decay=%g); --eval_weights=raw for the others.", train.ema_decay
+            )
     if not training and not restored:
         raise UserError(
             f"--mode={config.mode} needs a trained model, but {checkpoints.directory} has no "
@@ -238,6 +245,7 @@ def setup(config: Config) -> Run:
         test_split=splits.get("test"),
         optimizer=optimizer,
         train_iterator=iterator,
+        average=average,
         thresholds_dir=paths.best(config.model_dir) if best else config.model_dir,
     )
     _log_start(run, restored)

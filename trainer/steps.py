@@ -15,9 +15,18 @@ SUM = tf.distribute.ReduceOp.SUM
 
 
 def make_train_loop(
-    strategy, topology: Topology, model, optimizer, loss_fn, step, jit_compile: bool, label_smoothing: float = 0.0
+    strategy,
+    topology: Topology,
+    model,
+    optimizer,
+    loss_fn,
+    step,
+    jit_compile: bool,
+    label_smoothing: float = 0.0,
+    average=None,
 ):
-    """Returns train_loop(iterator, num_steps) -> mean loss over those steps."""
+    """Returns train_loop(iterator, num_steps) -> mean loss over those steps. `average` (a
+    trainer.averaging.WeightAverage, or None) is updated after every step."""
     variables = model.trainable_variables
 
     @tf.function(jit_compile=jit_compile)
@@ -45,6 +54,8 @@ def make_train_loop(
             features, labels = data.replica_batch(strategy, topology, next(iterator))
             loss = strategy.run(replica_update, args=(features, labels))
             total_loss += strategy.reduce(SUM, loss, axis=None)
+            if average is not None:
+                average.update(variables)
             step.assign_add(1)
         return total_loss / tf.cast(num_steps, tf.float32)
 

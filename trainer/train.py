@@ -5,6 +5,7 @@ The host acts between compiled loops of up to --steps_per_loop steps, at the nea
 line, a checkpoint, an evaluation, the end. Each evaluation keeps the best checkpoint so far.
 """
 
+import contextlib
 import hashlib
 import math
 import time
@@ -15,6 +16,7 @@ from absl import logging
 
 from trainer import data, metrics, steps
 from trainer.checkpoint import BestCheckpoint
+from trainer.data import labels
 from trainer.errors import Preempted, TrainingFailed
 from trainer.preemption import make_watcher
 
@@ -34,6 +36,7 @@ def train(run) -> None:
         run.step,
         train_config.jit_compile,
         config.loss.label_smoothing,
+        run.average,
     )
     timed_saves = train_config.checkpoint_every_seconds > 0
     preemption = make_watcher(run.strategy, run.topology.num_workers, run.topology.is_chief, timed_saves)
@@ -91,7 +94,8 @@ def train(run) -> None:
         # -- Evaluate (at 0.5; the thresholds are tuned once, at the end).
         if evaluating and current % train_config.eval_every_steps == 0 and current < train_config.train_steps:
             at_half = np.full(run.spec.num_labels, 0.5, np.float32)
-            summary, totals = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
+            with _evaluation_weights(run):
+                summary, totals = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
             run.reporter.evaluation(summary, totals)
             _keep_if_best(run, best, summary, totals)
     run.checkpoints.sync()
@@ -103,12 +107,27 @@ def train(run) -> None:
 
 def _finish(run, best: BestCheckpoint, step: int) -> None:
     """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
-    tuned, at_half, totals, thresholds = run.evaluator.tune(run.eval_split, step)
+    with _evaluation_weights(run):
+        tuned, at_half, totals, thresholds = run.evaluator.tune(run.eval_split, step)
     run.reporter.tuned(tuned, at_half, totals, thresholds)
     _keep_if_best(run, best, at_half, totals)  # The final step competes at 0.5, as the others did.
     if run.test_split is not None:
-        summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
+        with _evaluation_weights(run):
+            summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
         run.reporter.evaluation(summary, test_totals)
+
+
+@contextlib.contextmanager
+def _evaluation_weights(run):
+    """The averaged weights in the model for the block (with --ema_decay, unless --eval_weights=raw)."""
+    swap = run.average is not None and run.config.train.eval_weights == "averaged"
+    if swap:
+        run.average.swap(run.model.trainable_variables)
+    try:
+        yield
+    finally:
+        if swap:
+            run.average.swap(run.model.trainable_variables)
 
 
 def _best_checkpoint(run) -> BestCheckpoint:
@@ -191,13 +210,15 @@ def _log_label_statistics(split: data.Split) -> None:
     if split.label_counts is None:
         return
     total = max(split.num_examples, 1)
-    frequencies = ", ".join(
+    frequencies = labels.shorten(
         f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
     )
     logging.info("Label frequencies in training data: %s", frequencies)
     never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]
     if never:
-        logging.warning("Labels never positive in training data (the model cannot learn them): %s", ", ".join(never))
+        logging.warning(
+            "Labels never positive in training data (the model cannot learn them): %s", labels.shorten(never)
+        )
 
 
 def weights_digest(model) -> str:

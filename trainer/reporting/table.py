@@ -3,6 +3,8 @@
 import math
 from typing import Dict
 
+from trainer.data.labels import shorten
+
 TABLE_COLUMNS = ("precision", "recall", "f1", "average_precision", "roc_auc", "threshold")
 
 
@@ -31,6 +33,6 @@ def table(summary: Dict, title: str) -> str:
         lines.append(" ".join(f"{name}={value:.4f}" for name, value in summary["paper"].items()))
     if summary["labels_without_positives"]:
         lines.append(
-            f"labels without positives (left out of macro averages): {', '.join(summary['labels_without_positives'])}"
+            "labels without positives (left out of macro averages): " + shorten(summary["labels_without_positives"])
         )
     return "\n".join(lines)

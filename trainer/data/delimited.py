@@ -5,28 +5,32 @@ Two layouts:
   `text<TAB>labels[<TAB>ignored...]` without a header (GoEmotions), or a header naming
   --text_column and --labels_column (other columns are ignored);
 - one 0/1 column per label, named with --label_columns_prefix (`label:`); every other column is
-  a numeric feature, except a --text_column, which is text.
+  a numeric feature, except a --text_column, which is text, and the --ignore_columns.
 The first line is a header when it names --text_column, --labels_column or a prefixed column.
+A UTF-8 byte-order mark (what Excel writes) before the first line is dropped.
 TSV cells are split on tabs exactly (no quoting); CSV cells follow RFC 4180 quoting. A record is
 one line (`python -m trainer.prepare` is no different; it writes TFRecords for large data).
 
 `rows` reads every record once in Python so each problem is reported with its file and line;
 `read` then streams the same records through `tf.io.decode_csv` without checks. Both parse the
-same way (`_split_csv` follows decode_csv's quoting rules), which tests/test_sources.py checks.
+same way (data.cells follows decode_csv's quoting rules), which tests/test_sources.py checks.
+`Reader` is the data.sources reader of delimited files.
 """
 
 import dataclasses
+import math
 import re
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import tensorflow as tf
 
 from trainer.config import DataConfig
+from trainer.data.cells import BOM, WHITESPACE, numbered_lines, split_cells
+from trainer.data.labels import Stats, find_names, read_names, require_labels, shorten
+from trainer.data.split import PARSE_BATCH
 from trainer.errors import UserError
-from trainer.labels import Stats
 
 DELIMITERS = {"tsv": "\t", "csv": ","}
-_WHITESPACE = " \t\n\v\f\r"  # What tf.strings.strip removes, so both passes skip the same blank lines.
 _ID = re.compile(r"[0-9]+")
 
 Row = Tuple[str, Tuple[int, ...], Tuple[float, ...]]  # text, label ids, numeric features
@@ -48,66 +52,10 @@ class Layout:
         return repr(self.header[index]) if self.header else f"{index + 1}"
 
 
-def _split_csv(line: str) -> List[str]:
-    """The cells of one CSV line as tf.io.decode_csv reads them: a cell is either quoted (with
-    `""` for a quote) or holds no quote at all; raises ValueError otherwise."""
-    cells, i, n = [], 0, len(line)
-    while True:
-        if line.startswith('"', i):
-            parts, start = [], i + 1
-            while True:
-                end = line.find('"', start)
-                if end < 0:
-                    raise ValueError("a quoted cell is not closed (a record must fit on one line)")
-                parts.append(line[start:end])
-                if not line.startswith('"', end + 1):
-                    break
-                parts.append('"')
-                start = end + 2
-            cells.append("".join(parts))
-            i = end + 1
-            if i < n and line[i] != ",":
-                raise ValueError("a closing quote must be followed by `,` or the end of the line")
-        else:
-            end = line.find(",", i)
-            end = n if end < 0 else end
-            if '"' in line[i:end]:
-                raise ValueError('a cell holding `"` must be quoted, with each `"` doubled')
-            cells.append(line[i:end])
-            i = end
-        if i >= n:
-            return cells
-        i += 1
-
-
-def split_cells(line: str, delimiter: str, where: str) -> List[str]:
-    """The cells of `line`; raises UserError naming `where` (file:line) when CSV quoting is broken."""
-    if delimiter == "\t":
-        return line.split("\t")
-    try:
-        return _split_csv(line)
-    except ValueError as e:
-        raise UserError(f"{where}: {e}.")
-
-
-def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    """(line number, line) of each non-blank line, its end removed as tf.data.TextLineDataset does."""
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            raw = raw[:-1] if raw.endswith(b"\n") else raw
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UserError(f"{path}:{number} is not UTF-8 text; re-encode the file as UTF-8.")
-            if line.strip(_WHITESPACE):
-                yield number, line
-
-
 def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: str) -> Layout:
     """Reads the first line of the first file with one and decides what each column holds."""
     delimiter = DELIMITERS[data_format]
-    first = next((line for path in files for _, line in _lines(path)), None)
+    first = next((line for path in files for _, line in numbered_lines(path)), None)
     if first is None:
         raise UserError(f"{flag}: {files[0]}{' ...' if len(files) > 1 else ''} holds no examples; point it at data.")
     cells = split_cells(first, delimiter, f"{files[0]}:1")
@@ -115,11 +63,24 @@ def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: st
     prefix = config.label_columns_prefix
     label_columns = tuple(i for i, n in enumerate(names) if prefix and n.startswith(prefix))
     if not (label_columns or config.text_column in names or config.labels_column in names):
+        if config.ignore_columns:
+            raise UserError(
+                f"--ignore_columns names header columns but {files[0]} has no header; add one, or drop the flag."
+            )
         # No header: GoEmotions' `text<TAB>label ids<TAB>comment id`; later columns are ignored.
         return Layout(delimiter, (), len(cells), text=0, labels=1 if len(cells) > 1 else -1)
+    unknown = [name for name in config.ignore_columns if name not in names]
+    if unknown:
+        raise UserError(
+            f"--ignore_columns names {shorten(map(repr, unknown))}, not in the header of {files[0]} (columns: "
+            f"{shorten(names)}); give header names, separated by commas."
+        )
+    ignored = {i for i, name in enumerate(names) if name in config.ignore_columns}
+    label_columns = tuple(i for i in label_columns if i not in ignored)
     text = names.index(config.text_column) if config.text_column in names else -1
+    text = -1 if text in ignored else text
     if label_columns:
-        features = tuple(i for i in range(len(names)) if i not in label_columns and i != text)
+        features = tuple(i for i in range(len(names)) if i not in label_columns and i != text and i not in ignored)
         return Layout(delimiter, names, len(names), text, label_columns=label_columns, feature_columns=features)
     if text < 0:
         raise UserError(
@@ -127,29 +88,49 @@ def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: st
             f"{', '.join(names)}); set --text_column, or --label_columns_prefix for 0/1 label columns."
         )
     labels = names.index(config.labels_column) if config.labels_column in names else -1
-    return Layout(delimiter, names, len(names), text, labels=labels)
-
-
-def label_names_from_header(layout: Layout, config: DataConfig) -> List[str]:
-    return [layout.header[i][len(config.label_columns_prefix) :] for i in layout.label_columns]
+    return Layout(delimiter, names, len(names), text, labels=-1 if labels in ignored else labels)
 
 
 def _number(cell: str, where: str, column: str) -> float:
+    """A feature cell's value: a finite number, as tf.io.decode_csv reads it."""
     try:
         if "_" in cell:  # Python reads 1_000, tf.io.decode_csv does not.
             raise ValueError
-        return float(cell)
+        value = float(cell)
     except ValueError:
         raise UserError(
             f"{where}: column {column} holds {cell!r}, not a number; feature columns must be numeric "
-            "(name a text column with --text_column)."
+            "(name a text column with --text_column, leave others out with --ignore_columns)."
         )
+    if not math.isfinite(value):
+        raise UserError(
+            f"{where}: column {column} holds {cell.strip()!r}, not a finite number; features must be finite "
+            "(fix or drop the row, or leave the column out with --ignore_columns)."
+        )
+    return value
+
+
+def _label_value(cell: str, where: str, column: str) -> bool:
+    """Whether a 0/1 label cell is on.
+
+    An empty cell is an error: every example needs every label. (With partial labels, issue 15,
+    an empty cell will mean `unknown`: this is the branch to change.)"""
+    if not cell.strip(WHITESPACE):
+        raise UserError(f"{where}: label column {column} is empty; every example needs 0 or 1 in every label column.")
+    try:
+        value = float(cell) if "_" not in cell else math.nan
+    except ValueError:
+        value = math.nan
+    if value not in (0.0, 1.0):
+        shown = value if not math.isnan(value) else repr(cell.strip())
+        raise UserError(f"{where}: label column {column} holds {shown}, not 0 or 1.")
+    return value == 1.0
 
 
 def _label_ids(cell: str, index: Dict[str, int], where: str) -> Tuple[int, ...]:
     ids = []
     for token in cell.split(","):
-        token = token.strip(_WHITESPACE)
+        token = token.strip(WHITESPACE)
         if not token:
             continue
         if _ID.fullmatch(token):
@@ -173,7 +154,7 @@ def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> It
     """Every record, checked; raises UserError naming the file and line of the first bad one."""
     index = {name: i for i, name in enumerate(label_names)}
     for path in files:
-        lines = _lines(path)
+        lines = numbered_lines(path)
         if layout.header:
             number, line = next(lines, (0, ""))
             if number > 1:  # The reader skips line 1 of each file, so the header must be there.
@@ -192,16 +173,11 @@ def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> It
             if layout.labels >= 0:
                 ids = _label_ids(cells[layout.labels], index, where)
             else:
-                ids = []
-                for label, column in enumerate(layout.label_columns):
-                    value = _number(cells[column], where, layout.column_name(column))
-                    if value not in (0.0, 1.0):
-                        raise UserError(
-                            f"{where}: label column {layout.column_name(column)} holds {value}, not 0 or 1."
-                        )
-                    if value == 1.0:
-                        ids.append(label)
-                ids = tuple(ids)
+                ids = tuple(
+                    label
+                    for label, column in enumerate(layout.label_columns)
+                    if _label_value(cells[column], where, layout.column_name(column))
+                )
             features = tuple(_number(cells[c], where, layout.column_name(c)) for c in layout.feature_columns)
             yield text, ids, features
 
@@ -280,8 +256,64 @@ def read(
             labels = tf.zeros([tf.shape(lines)[0], num_labels])
         return features, labels
 
-    skip = 1 if layout.header else 0
-    lines = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(lambda f: tf.data.TextLineDataset(f).skip(skip))
+    def file_lines(path):
+        """The lines of one file, without its header or byte-order mark (the checking pass drops both)."""
+        lines = tf.data.TextLineDataset(path)
+        if layout.header:
+            return lines.skip(1)
+        first = lines.take(1).map(lambda line: tf.strings.regex_replace(line, "^" + BOM, ""))
+        return first.concatenate(lines.skip(1))
+
+    lines = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(file_lines)
     if record_shard[0] > 1:
         lines = lines.shard(*record_shard)
     return lines.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _label_names(config: DataConfig, flag: str, files: List[str], layout: Layout, allow_unlabelled: bool) -> List[str]:
+    """The label names of delimited `files`: from the header's label columns, else --label_names or labels.txt."""
+    if layout.label_columns:
+        label_names = [layout.header[i][len(config.label_columns_prefix) :] for i in layout.label_columns]
+        if config.label_names and read_names(config.label_names) != label_names:
+            named = read_names(config.label_names)
+            raise UserError(
+                f"{files[0]} has {len(label_names)} label columns ({config.label_columns_prefix}{label_names[0]}, ...) "
+                f"but --label_names={config.label_names} lists {len(named)} names"
+                + ("" if len(named) != len(label_names) else " that differ from them")
+                + "; make the two agree, or leave --label_names empty to take the names from the header."
+            )
+        if not layout.feature_columns and layout.text < 0:
+            raise UserError(f"{files[0]} has label columns but no feature or text column; add the inputs.")
+        return label_names
+    label_names = find_names(config.label_names, files)
+    if label_names is None:
+        raise UserError(
+            f"{flag}: {files[0]} holds label ids or names, so the trainer needs their names: pass "
+            "--label_names=FILE (one name a line, line i names id i), or put a labels.txt beside the data."
+        )
+    if layout.labels < 0:
+        missing = f"no column {config.labels_column!r}" if layout.header else "a single column"
+        require_labels(flag, allow_unlabelled, f"{files[0]} has {missing}, so no labels")
+    return label_names
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """Delimited `files` with their layout and label names (a data.sources reader)."""
+
+    files: Tuple[str, ...]
+    layout: Layout
+    label_names: List[str]
+
+    def check(self) -> Stats:
+        return check(self.files, self.layout, self.label_names)
+
+    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+        del in_order  # Lines are read in order at no extra cost.
+        return read(files, self.layout, self.label_names, PARSE_BATCH, record_shard)
+
+
+def open_reader(config: DataConfig, flag: str, files: List[str], data_format: str, allow_unlabelled: bool) -> Reader:
+    """Reads the layout of delimited `files` and their label names; also used by trainer.prepare."""
+    layout = inspect(files, data_format, config, flag)
+    return Reader(tuple(files), layout, _label_names(config, flag, files, layout, allow_unlabelled))

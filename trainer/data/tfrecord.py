@@ -1,8 +1,8 @@
-"""TFRecord files of `tf.train.Example`: the form `python -m trainer.prepare` writes.
+"""TFRecord files of `tf.train.Example` (the form `python -m trainer.prepare` writes): checks and reader.
 
 Feature keys (at least one of text/features/image; at most one of label_ids/labels):
     text       bytes, 1 value   UTF-8 text, tokenised like delimited text
-    features   float, N values  numeric features, the same N in every record
+    features   float, N values  numeric features, the same N in every record, all finite
     image      bytes, 1 value   an encoded JPEG/PNG/GIF/BMP image, resized to --image_size
     label_ids  int64, any       the ids of the labels that are on (what `prepare` writes)
     labels     float or int64   a multi-hot vector, one 0/1 value per label
@@ -15,14 +15,16 @@ Sharded files are read with a deterministic interleave, one record from each fil
 
 import dataclasses
 import re
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from trainer.config import DataConfig
+from trainer.data.labels import Stats, find_names, require_labels
+from trainer.data.split import PARSE_BATCH
 from trainer.errors import UserError
-from trainer.labels import Stats
 
 TEXT, FEATURES, IMAGE, LABEL_IDS, LABELS = "text", "features", "image", "label_ids", "labels"
 _MAX_INTERLEAVE = 64  # Files read at once; beyond this the order is deterministic but not the original.
@@ -102,22 +104,27 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
     stats, spec = Stats.zeros(num_labels), _ragged_spec(layout)
 
     def summarise(serialized):
-        """Values per key and record, the label values, and how many texts are blank."""
+        """Values per key and record, the label values, which feature values are not finite, and
+        how many texts are blank."""
         parsed = tf.io.parse_example(serialized, spec)
         lengths = {key: value.row_lengths() for key, value in parsed.items()}
         labels = parsed[layout.label_key].flat_values if layout.label_key else tf.zeros([0], tf.int64)
+        non_finite = tf.zeros([0], tf.bool)
+        if layout.num_features:
+            non_finite = tf.logical_not(tf.math.is_finite(parsed[FEATURES].flat_values))
         empty = tf.zeros([], tf.int64)
         if layout.text:
             blank = tf.strings.length(tf.strings.strip(parsed[TEXT].flat_values)) == 0
             empty = tf.reduce_sum(tf.cast(blank, tf.int64))
-        return lengths, labels, empty
+        return lengths, labels, non_finite, empty
 
     for path in files:
         first = 0
         try:
-            for lengths, labels, empty in tf.data.TFRecordDataset(path).batch(batch_size).map(summarise):
+            for lengths, labels, non_finite, empty in tf.data.TFRecordDataset(path).batch(batch_size).map(summarise):
                 lengths = {key: value.numpy() for key, value in lengths.items()}
                 _check_batch(path, first, lengths, labels.numpy(), layout, num_labels, stats)
+                _check_finite(path, first, lengths, non_finite.numpy())
                 stats.empty_texts += int(empty)
                 first += len(next(iter(lengths.values())))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -174,6 +181,19 @@ def _check_batch(
             fail(~np.isin(values, (0, 1)).all(axis=1), f"`{LABELS}` must hold only 0 and 1.")
         multi_hot = values.astype(np.int64)
     stats.add_batch(multi_hot)
+
+
+def _check_finite(path: str, first: int, lengths, non_finite: np.ndarray) -> None:
+    """Raises UserError naming the record and position of the first inf or nan among the `features`."""
+    if not non_finite.any():
+        return
+    value = int(np.flatnonzero(non_finite)[0])
+    starts = np.concatenate([[0], np.cumsum(lengths[FEATURES])])
+    record = int(np.searchsorted(starts, value, side="right")) - 1
+    raise UserError(
+        f"{path} record {first + record}: `{FEATURES}` value {value - starts[record]} is not finite (inf or nan); "
+        "features must be finite: fix or drop the record."
+    )
 
 
 def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -249,3 +269,35 @@ def read(
         units = units.shard(*record_shard)
     batches = units.batch(batch_size) if in_order else units
     return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """TFRecord `files` with their layout and label names (a data.sources reader)."""
+
+    files: Tuple[str, ...]
+    layout: Layout
+    label_names: List[str]
+    image_size: int
+
+    def check(self) -> Stats:
+        return check(self.files, self.layout, len(self.label_names))
+
+    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+        return read(files, self.layout, len(self.label_names), self.image_size, PARSE_BATCH, record_shard, in_order)
+
+
+def open_reader(config: DataConfig, flag: str, files: List[str], allow_unlabelled: bool) -> Reader:
+    """Reads the layout of TFRecord `files` (their first record) and finds their label names."""
+    layout = inspect(files)
+    if layout is None:
+        raise UserError(f"{flag}: {files[0]}{' ...' if len(files) > 1 else ''} hold no records; point it at data.")
+    label_names = find_names(config.label_names, files)
+    if label_names is None:
+        raise UserError(
+            f"{flag}: TFRecord data needs label names: pass --label_names=FILE, or put a labels.txt beside the "
+            "files (python -m trainer.prepare writes one)."
+        )
+    if not layout.label_key:
+        require_labels(flag, allow_unlabelled, f"records in {files[0]} have neither `label_ids` nor `labels`")
+    return Reader(tuple(files), layout, label_names, config.image_size)

@@ -1,5 +1,5 @@
-"""TFDS datasets as sources: `tfds:NAME[/CONFIG]:SPLIT`, e.g. `tfds:goemotions:train`,
-`tfds:voc/2007:validation`, `tfds:goemotions:train[:90%]`.
+"""TFDS datasets as sources (reader and label adapters): `tfds:NAME[/CONFIG]:SPLIT`, e.g.
+`tfds:goemotions:train`, `tfds:voc/2007:validation`, `tfds:goemotions:train[:90%]`.
 
 Each dataset needs an adapter that says which of its features the models take and how its
 labels become a multi-hot vector; ADAPTERS lists them. tensorflow-datasets is optional
@@ -8,10 +8,12 @@ the data on first use in its data directory (TFDS_DATA_DIR, default ~/tensorflow
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer.data.labels import Stats
+from trainer.data.split import PARSE_BATCH
 from trainer.errors import UserError
 
 PREFIX = "tfds:"
@@ -65,19 +67,48 @@ def parse_path(path: str, flag: str) -> Tuple[str, str]:
     return name, split
 
 
-def read(path: str, flag: str, image_size: int) -> Tuple[Callable[[int, int], tf.data.Dataset], List[str]]:
-    """(open, label names): open(count, index) gives records index, index + count, ... of the split,
-    unbatched (features, multi-hot labels) in the dataset's own order; open(1, 0) gives them all.
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """A TFDS split through its adapter (a data.sources reader).
 
     Records, not files, are sharded: it works whatever the number of files, and the adapter's
-    work (resizing images) is done only for the records kept.
+    work (resizing images) is done only for the records kept. The order is the dataset's own.
     """
+
+    examples: tf.data.Dataset  # TFDS's examples, before the adapter.
+    convert: Callable
+    label_names: List[str]
+    files: Tuple[str, ...] = ()
+
+    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+        del files, in_order  # No files of its own; TFDS keeps its order.
+        count, index = record_shard
+        shard = self.examples.shard(count, index) if count > 1 else self.examples
+        return shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE).batch(PARSE_BATCH)
+
+    def check(self) -> Stats:
+        """The checking pass: the adapter made the labels, so only counting is left."""
+
+        def summarise(features, labels):
+            empty = tf.zeros([], tf.int64)
+            if "text" in features:
+                empty = tf.reduce_sum(tf.cast(tf.strings.length(tf.strings.strip(features["text"])) == 0, tf.int64))
+            return labels, empty
+
+        stats = Stats.zeros(len(self.label_names))
+        for labels, empty in self.read((), (1, 0), in_order=True).map(summarise):
+            stats.add_batch(labels.numpy(), int(empty))
+        return stats
+
+
+def open_reader(path: str, flag: str, image_size: int) -> Reader:
+    """Opens the TFDS split `path` names (preparing it on first use) with its dataset's adapter."""
     name, split = parse_path(path, flag)
     base = name.split("/")[0]
     if base not in ADAPTERS:
         raise UserError(
             f"{flag}={path}: no label adapter for TFDS dataset {base!r} (adapters: {', '.join(sorted(ADAPTERS))}); "
-            "add one to ADAPTERS in trainer/tfds_source.py, or write the data as TFRecord (README, 'Data')."
+            "add one to ADAPTERS in trainer/data/tfds.py, or write the data as TFRecord (README, 'Data')."
         )
     try:
         import tensorflow_datasets as tfds  # Optional dependency: only tfds: sources need it.
@@ -92,9 +123,4 @@ def read(path: str, flag: str, image_size: int) -> Tuple[Callable[[int, int], tf
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{flag}={path}: TFDS cannot load it ({first_line}); check the name, config and split.")
     adapter = ADAPTERS[base](builder.info, image_size)
-
-    def open_shard(count: int, index: int) -> tf.data.Dataset:
-        shard = examples.shard(count, index) if count > 1 else examples
-        return shard.map(adapter.convert, num_parallel_calls=tf.data.AUTOTUNE)
-
-    return open_shard, adapter.label_names
+    return Reader(examples, adapter.convert, adapter.label_names)

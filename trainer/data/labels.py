@@ -1,4 +1,4 @@
-"""Label names and label statistics, shared by every source and by `trainer.prepare`.
+"""Label names, label statistics and short label lists, shared by every reader and by `trainer.prepare`.
 
 Label names come from `--label_names` (one name a line; line i names label id i) or, when that
 flag is empty, from a `labels.txt` beside the data files: `python -m trainer.prepare` writes one
@@ -12,9 +12,22 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from trainer import paths
 from trainer.errors import UserError
 
 LABELS_FILE = "labels.txt"
+SHOWN = 20  # Items `shorten` shows before it counts the rest.
+
+
+def shorten(items: Iterable[str], limit: int = SHOWN) -> str:
+    """`items` joined by ", ", cut after the first `limit`: "a, b, ... and 99980 more".
+
+    For log lines and messages that list labels: with 100,000 labels a full list is a megabyte.
+    """
+    items = list(items)
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... and {len(items) - limit} more"
 
 
 def read_names(path: str, flag: str = "--label_names") -> List[str]:
@@ -46,9 +59,17 @@ def find_names(label_names_flag: str, files: Sequence[str]) -> Optional[List[str
     return None
 
 
+def require_labels(flag: str, allow_unlabelled: bool, what: str) -> None:
+    """Raises UserError (`what` says why there are no labels) unless unlabelled data is allowed here."""
+    if not allow_unlabelled:
+        raise UserError(
+            f"{flag}: {what}; set --labels_column, or --label_columns_prefix for 0/1 label columns "
+            "(only --test_data may be unlabelled, for --mode=predict)."
+        )
+
+
 def write_names(path: str, names: Iterable[str]) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("".join(f"{n}\n" for n in names))
+    paths.atomic_write(path, "".join(f"{n}\n" for n in names))
 
 
 @dataclasses.dataclass

@@ -7,17 +7,36 @@ teacher labels every split; each split draws its own examples. Each example has 
 the same labels: numeric `features` (for `mlp`), `tokens` (for the text models), where
 each label owns a few keyword tokens that appear, noisily, when it is on, and a small RGB
 `image` (for `cnn`), where each label that is on adds its own smooth colour pattern.
+`Reader` is the data.sources reader of a `synthetic` split.
 """
 
+import dataclasses
+from typing import Dict, List, Sequence, Tuple
+
 import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer.config import DataConfig
+from trainer.data.labels import Stats
+from trainer.data.split import PARSE_BATCH
 
 SPLIT_IDS = {"train": 1, "eval": 2, "test": 3}
 _TOPICS = 6
 _KEYWORDS_PER_LABEL = 4
+_MIN_NOISE_WORDS = 11  # The token view needs at least this many noise words ...
+_GROWN_NOISE_WORDS = 1_000  # ... and has this many when its vocabulary must grow with the labels.
+_REFERENCE_BLOCK = 2**24  # Teacher logits computed at once; beyond this, by blocks of labels (memory).
 
 
 def label_names(num_labels: int):
     return [f"label_{i:02d}" for i in range(num_labels)]
+
+
+def token_vocab_size(num_labels: int, vocab_size: int) -> int:
+    """`vocab_size`, or larger when the labels' keywords leave too few noise words in it."""
+    keywords = 1 + num_labels * _KEYWORDS_PER_LABEL  # Padding, then the keywords of each label.
+    return vocab_size if vocab_size >= keywords + _MIN_NOISE_WORDS else keywords + _GROWN_NOISE_WORDS
 
 
 def _teacher(seed: int, num_features: int, num_labels: int):
@@ -29,10 +48,14 @@ def _teacher(seed: int, num_features: int, num_labels: int):
     weights = 2.5 * (0.7 * shared + 0.5 * own) / np.sqrt(0.7**2 + 0.5**2)
     # Prevalence log-uniform from 2% to 40%: biases are the matching quantiles of the teacher's
     # logits on a reference sample.
-    reference = np.tanh(rng.normal(size=(20_000, num_features)) @ hidden) @ weights
+    reference = np.tanh(rng.normal(size=(20_000, num_features)) @ hidden)
     prevalence = np.exp(rng.uniform(np.log(0.02), np.log(0.4), size=num_labels))
-    biases = -np.array([np.quantile(reference[:, j], 1 - prevalence[j]) for j in range(num_labels)])
-    return hidden, weights, biases
+    block = num_labels if reference.shape[0] * num_labels <= _REFERENCE_BLOCK else 64
+    biases = []
+    for start in range(0, num_labels, block):
+        logits = reference @ weights[:, start : start + block]
+        biases += [-np.quantile(logits[:, j], 1 - prevalence[start + j]) for j in range(logits.shape[1])]
+    return hidden, weights, np.array(biases)
 
 
 def make_split(
@@ -91,3 +114,48 @@ def _tokens(labels: np.ndarray, vocab_size: int, sequence_length: int, rng) -> n
         tokens[i, positions] = words[: len(positions)]
         tokens[i, lengths[i] :] = 0
     return tokens.astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Reader:
+    """One split of the synthetic problem, in memory (a data.sources reader)."""
+
+    features: Dict[str, np.ndarray]
+    labels: np.ndarray  # float32 [n, num_labels]
+    label_names: List[str]
+    vocab_size: int  # Of the `tokens` view.
+    files: Tuple[str, ...] = ()
+
+    def check(self) -> Stats:
+        """Nothing to check (the data is made valid); counts only."""
+        return Stats(self.labels.sum(axis=0).astype(np.int64), num_examples=len(self.labels))
+
+    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+        del files, in_order  # No files; one order.
+        examples = tf.data.Dataset.from_tensor_slices((self.features, self.labels))
+        return examples.shard(*record_shard).batch(PARSE_BATCH)
+
+
+def open_reader(config: DataConfig, split: str, seed: int) -> Reader:
+    """Makes `split` of the synthetic problem the DataConfig's synthetic_* settings describe."""
+    vocab_size = token_vocab_size(config.synthetic_labels, config.synthetic_vocab_size)
+    if vocab_size != config.synthetic_vocab_size:
+        logging.info(
+            "Synthetic tokens: a vocabulary of %d ids, not %d, so that the %d labels' keywords leave %d noise words.",
+            vocab_size,
+            config.synthetic_vocab_size,
+            config.synthetic_labels,
+            _GROWN_NOISE_WORDS,
+        )
+    num_examples = config.synthetic_train_examples if split == "train" else config.synthetic_eval_examples
+    features, labels = make_split(
+        split,
+        num_examples,
+        config.synthetic_labels,
+        config.synthetic_features,
+        vocab_size,
+        config.synthetic_sequence_length,
+        seed,
+        config.synthetic_image_size,
+    )
+    return Reader(features, labels, label_names(config.synthetic_labels), vocab_size)

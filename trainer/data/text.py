@@ -11,11 +11,11 @@ TensorFlow's RE2 disagree about Unicode: one implementation cannot drift from th
 """
 
 import collections
-import os
 from typing import Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer import paths
 from trainer.errors import UserError
 
 PAD, OOV = "[PAD]", "[UNK]"  # Never produced by `terms`: brackets are split off.
@@ -83,13 +83,9 @@ class Tokenizer(tf.Module):
         return tf.cast(tf.concat([first[:, None], dense[:, 1:]], axis=1), tf.int32)
 
 
-def vocabulary_path(model_dir: str) -> str:
-    return os.path.join(model_dir, VOCABULARY_FILE)
-
-
 def read_vocabulary(model_dir: str) -> Tuple[str, ...]:
     """The vocabulary saved in `model_dir`, or () when the run has none (yet)."""
-    path = vocabulary_path(model_dir)
+    path = paths.vocabulary(model_dir)
     if not tf.io.gfile.exists(path):
         return ()
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -104,10 +100,4 @@ def read_vocabulary(model_dir: str) -> Tuple[str, ...]:
 
 def write_vocabulary(model_dir: str, vocabulary: Sequence[str]) -> str:
     """Writes `vocabulary` atomically (a crash never leaves half a file); returns the path."""
-    path = vocabulary_path(model_dir)
-    tf.io.gfile.makedirs(model_dir)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write("".join(f"{term}\n" for term in vocabulary).encode("utf-8"))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-    return path
+    return paths.atomic_write(paths.vocabulary(model_dir), "".join(f"{term}\n" for term in vocabulary).encode("utf-8"))

@@ -1,4 +1,4 @@
-"""Input: examples from a source, cut into batches for each worker and then each replica.
+"""Batching: a Split cut into batches for each worker and then each replica.
 
 Two ways to feed the workers (`train_batches`):
 - the global stream (one worker, in-memory data, or --deterministic): every worker reads the
@@ -14,116 +14,13 @@ its rows), and trainer.checkpoint.input_position saves it beside the checkpoint.
 Either way `replica_batch` then hands every local replica its own rows.
 """
 
-import dataclasses
-import json
-import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import sources, synthetic
-from trainer.config import DataConfig
+from trainer.data.split import WHOLE, Part, Split
 from trainer.distribute import Topology
-from trainer.errors import UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """What a model must know about the data: named feature shapes, vocabulary size, labels."""
-
-    feature_specs: Dict[str, tf.TensorSpec]
-    label_names: List[str]
-    vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
-    vocabulary: Tuple[str, ...] = ()  # Term of each token id, for text sources (trainer.text); else ().
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split's examples, in memory or streamed."""
-
-    examples: tf.data.Dataset  # Unbatched (features dict, multi-hot labels float32 [num_labels]).
-    spec: InputSpec
-    num_examples: int  # -1 when unknown (streamed).
-    label_counts: np.ndarray  # Positives per label.
-    arrays: Optional[Tuple[Dict[str, np.ndarray], np.ndarray]] = None  # (features, labels) when in memory.
-    files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
-    read_part: Optional[Callable[[sources.Part], tf.data.Dataset]] = None  # Streamed: one part's `examples`.
-
-
-def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
-    specs = {k: tf.TensorSpec(v.shape[1:], tf.as_dtype(v.dtype), name=k) for k, v in features.items()}
-    examples = tf.data.Dataset.from_tensor_slices((features, labels))
-    return Split(
-        examples,
-        InputSpec(specs, names, vocab_size),
-        num_examples=len(labels),
-        label_counts=labels.sum(axis=0).astype(np.int64),
-        arrays=(features, labels),
-    )
-
-
-SPEC_FILE = "input_spec.json"
-
-
-def write_spec(model_dir: str, spec: InputSpec) -> str:
-    """Saves what the model was built from, so export can rebuild it without any data."""
-    path = os.path.join(model_dir, SPEC_FILE)
-    features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps({"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}))
-    return path
-
-
-def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
-    path = os.path.join(model_dir, SPEC_FILE)
-    if not tf.io.gfile.exists(path):
-        raise UserError(f"{path} is missing: --model_dir holds no trained model; train first (--mode=train).")
-    with tf.io.gfile.GFile(path) as f:
-        saved = json.load(f)
-    specs = {
-        name: tf.TensorSpec(feature["shape"], tf.as_dtype(feature["dtype"]), name=name)
-        for name, feature in saved["features"].items()
-    }
-    return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
-
-
-def load_split(
-    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
-) -> Split:
-    """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
-
-    `vocabulary` is the run's (saved in the model dir, or built from the training split); text
-    sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
-    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
-    """
-    if path == "synthetic":
-        num_examples = config.synthetic_train_examples if split == "train" else config.synthetic_eval_examples
-        features, labels = synthetic.make_split(
-            split,
-            num_examples,
-            config.synthetic_labels,
-            config.synthetic_features,
-            config.synthetic_vocab_size,
-            config.synthetic_sequence_length,
-            seed,
-            config.synthetic_image_size,
-        )
-        return from_arrays(
-            features, labels, synthetic.label_names(config.synthetic_labels), vocab_size=config.synthetic_vocab_size
-        )
-    source = sources.load(config, split, path, vocabulary, tokenizer)
-    features_spec, _ = source.examples.element_spec
-    specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
-    spec = InputSpec(specs, source.label_names, len(source.vocabulary), source.vocabulary)
-    return Split(
-        source.examples, spec, source.num_examples, source.label_counts, files=source.files, read_part=source.read_part
-    )
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
@@ -151,10 +48,10 @@ def reads_own_part(split: Split, topology: Topology, deterministic: bool) -> boo
     return split.read_part is not None and topology.num_workers > 1 and not deterministic
 
 
-def worker_part(split: Split, topology: Topology) -> sources.Part:
+def worker_part(split: Split, topology: Topology) -> Part:
     """This worker's part: by file when every worker gets at least one, else by record. Logged."""
     count, index, num_files = topology.num_workers, topology.worker_index, len(split.files)
-    part = sources.Part(count, index, by_file=num_files >= count)
+    part = Part(count, index, by_file=num_files >= count)
     if part.by_file:
         how = f"reads {len(split.files[index::count])} of {num_files} files (sharded by file)"
     else:
@@ -202,7 +99,7 @@ def train_batches(
         )
     else:
         # The training order of the whole stream (faster for TFRecord; the same for the rest).
-        examples = split.read_part(sources.WHOLE) if split.read_part is not None else split.examples
+        examples = split.read_part(WHOLE) if split.read_part is not None else split.examples
         examples = examples.cache() if cache else examples
         dataset = (
             examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -1,0 +1,171 @@
+"""`load_split`: a --*_data flag -> a checked Split, through the reader of its source.
+
+    load_split -> picks the reader (synthetic, tfds:, TFRecord or delimited files)
+               -> runs its checking pass: counts, and the first bad record is one UserError line
+               -> takes the run's vocabulary, or builds it from the training split (text only)
+               -> returns the Split: examples tokenised, and `read_part` for one worker's part.
+
+Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Nothing
+is loaded whole into Python except the synthetic problem: the stream the run iterates reads the
+files in sorted order, parses records in vectorised batches of PARSE_BATCH, then unbatches.
+"""
+
+import os
+from typing import List, Protocol, Sequence, Tuple
+
+import tensorflow as tf
+from absl import logging
+
+from trainer.config import DataConfig
+from trainer.data import delimited, synthetic, text, tfds, tfrecord
+from trainer.data.labels import Stats
+from trainer.data.split import InputSpec, Part, Split, from_arrays
+from trainer.errors import UserError
+
+EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord", ".tfrec": "tfrecord"}
+TFDS_PREFIX = tfds.PREFIX
+
+
+class Reader(Protocol):
+    """One source, opened: its label names and files, a checking pass, and its parsed batches."""
+
+    label_names: List[str]
+    files: Tuple[str, ...]  # Sorted; () when the source has no files (TFDS, synthetic).
+
+    def check(self) -> Stats:
+        """Reads every record once; raises UserError naming the first bad one; counts."""
+
+    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+        """Batches (features, multi-hot labels float32 [B, num_labels]) of `files` (a subset of
+        `self.files`), keeping records (or blocks) index, index + count, ... for `record_shard`
+        (count, index). `in_order=False` allows a faster order (TFRecord: blocks of records)."""
+
+
+def match_files(flag: str, pattern: str) -> List[str]:
+    """The files `pattern` (a path or glob, local or remote) names, sorted; at least one."""
+    files = sorted(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+    if not files:
+        raise UserError(
+            f"{flag}={pattern} matches no file; check the path (quote a glob so that the trainer, not the shell, "
+            "expands it)."
+        )
+    return files
+
+
+def file_format(flag: str, files: Sequence[str], data_format: str) -> str:
+    """--data_format, or the format the first file's extension names."""
+    if data_format:
+        return data_format
+    extension = os.path.splitext(files[0])[1].lower()
+    if extension not in EXTENSIONS:
+        raise UserError(
+            f"{flag}: cannot tell the format of {files[0]} from its extension; name files .tsv, .csv or "
+            ".tfrecord, or set --data_format=tsv|csv|tfrecord."
+        )
+    return EXTENSIONS[extension]
+
+
+def open_reader(config: DataConfig, split: str, path: str, seed: int) -> Tuple[Reader, str]:
+    """The reader of `path` (a --<split>_data flag), and how to describe it in the log."""
+    flag = f"--{split}_data"
+    if path == "synthetic":
+        return synthetic.open_reader(config, split, seed), path
+    if path.startswith(tfds.PREFIX):
+        return tfds.open_reader(path, flag, config.image_size), path
+    files = match_files(flag, path)
+    data_format = file_format(flag, files, config.data_format)
+    allow_unlabelled = split == "test"  # Data to predict on.
+    if data_format == "tfrecord":
+        reader = tfrecord.open_reader(config, flag, files, allow_unlabelled)
+    else:
+        reader = delimited.open_reader(config, flag, files, data_format, allow_unlabelled)
+    return reader, f"{path} ({len(files)} {data_format} file{'s' if len(files) > 1 else ''})"
+
+
+def load_split(
+    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
+) -> Split:
+    """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
+
+    `vocabulary` is the run's (saved in the model dir, or built from the training split); text
+    sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
+    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
+    """
+    flag = f"--{split}_data"
+    reader, described = open_reader(config, split, path, seed)
+    stats = reader.check()
+    if stats.num_examples == 0:
+        raise UserError(f"{flag}={path} holds no examples; point it at a non-empty split.")
+    if stats.empty_texts:
+        logging.warning(
+            "%s: %d of %d examples have empty text; they are kept, as one out-of-vocabulary token.",
+            flag,
+            stats.empty_texts,
+            stats.num_examples,
+        )
+    if isinstance(reader, synthetic.Reader):  # In memory: data.train_batches gathers batches from the arrays.
+        return from_arrays(reader.features, reader.labels, reader.label_names, reader.vocab_size)
+
+    batches = reader.read(reader.files, (1, 0), in_order=True)
+    if "text" not in batches.element_spec[0]:
+        tokenizer, vocabulary = None, ()
+    elif tokenizer is not None:
+        vocabulary = ()
+    else:
+        vocabulary = _vocabulary(config, flag, split, batches, vocabulary)
+        tokenizer = text.Tokenizer(vocabulary, config.sequence_length, config.text_bigrams)
+    num_labels = len(reader.label_names)
+
+    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> unbatched model inputs (text becomes token ids)."""
+        batches = batches.map(lambda features, labels: (features, tf.ensure_shape(labels, [None, num_labels])))
+        if tokenizer is not None:
+            batches = batches.map(
+                lambda features, labels: (_with_tokens(features, tokenizer), labels),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return batches.unbatch()
+
+    def read_part(part: Part) -> tf.data.Dataset:
+        """One Part's examples, for training."""
+        if part.by_file:
+            return examples(reader.read(reader.files[part.index :: part.count], (1, 0), in_order=False))
+        # A record at a time when split: blocks would leave a worker without any on a small split.
+        return examples(reader.read(reader.files, (part.count, part.index), in_order=part.count > 1))
+
+    logging.info(
+        "%s=%s: %d examples, %d labels, %.2f labels per example%s.",
+        flag,
+        described,
+        stats.num_examples,
+        num_labels,
+        stats.label_counts.sum() / stats.num_examples,
+        f", vocabulary of {len(vocabulary)} terms" if vocabulary else "",
+    )
+    unbatched = examples(batches)
+    features_spec, _ = unbatched.element_spec
+    specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
+    spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary))
+    return Split(unbatched, spec, stats.num_examples, stats.label_counts, files=reader.files, read_part=read_part)
+
+
+def _vocabulary(
+    config: DataConfig, flag: str, split: str, batches: tf.data.Dataset, vocabulary: Tuple[str, ...]
+) -> Tuple[str, ...]:
+    """The run's vocabulary, or (training split only) one built from the texts of `batches`."""
+    if vocabulary:
+        return vocabulary
+    if split != "train":
+        raise UserError(
+            f"{flag} holds text but the run has no vocabulary yet ({text.VOCABULARY_FILE} in --model_dir is "
+            "written when training on text); train first, or point --model_dir at the trained run."
+        )
+    texts = batches.map(lambda features, labels: features["text"])
+    return text.build_vocabulary(texts, config.max_tokens, config.text_bigrams)
+
+
+def _with_tokens(features, tokenizer):
+    """The model inputs: `text` becomes `tokens`; other features pass through."""
+    inputs = {key: value for key, value in features.items() if key != "text"}
+    inputs["tokens"] = tokenizer(features["text"])
+    return inputs

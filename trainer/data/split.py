@@ -1,0 +1,93 @@
+"""The one Split type: a split's examples and what a model must know of them (InputSpec).
+
+A split is in memory (`arrays`, e.g. the synthetic problem) or streamed from a reader
+(`files` and `read_part`). `input_spec.json` in the model dir keeps the InputSpec, so that an
+export can rebuild the model without any data.
+"""
+
+import dataclasses
+import json
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import paths
+from trainer.errors import UserError
+
+PARSE_BATCH = 1024  # Records a reader parses at once (vectorised), before the examples are unbatched.
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One input pipeline's share of a split: files `index`, `index + count`, ... when `by_file`,
+    else records `index`, `index + count`, ... of the whole stream."""
+
+    count: int
+    index: int
+    by_file: bool
+
+
+WHOLE = Part(count=1, index=0, by_file=False)  # Every record: the whole stream, for training.
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model must know about the data: named feature shapes, vocabulary size, labels."""
+
+    feature_specs: Dict[str, tf.TensorSpec]
+    label_names: List[str]
+    vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
+    vocabulary: Tuple[str, ...] = ()  # Term of each token id, for text sources (data.text); else ().
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's examples, in memory or streamed."""
+
+    examples: tf.data.Dataset  # Unbatched (features dict, multi-hot labels float32 [num_labels]).
+    spec: InputSpec
+    num_examples: int  # -1 when unknown (streamed).
+    label_counts: np.ndarray  # Positives per label.
+    arrays: Optional[Tuple[Dict[str, np.ndarray], np.ndarray]] = None  # (features, labels) when in memory.
+    files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
+    # Streamed: one Part's `examples`, in an order that may differ from theirs where another is faster.
+    read_part: Optional[Callable[[Part], tf.data.Dataset]] = None
+
+
+def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
+    """An in-memory Split of `features` ({name: [n, ...]}) and multi-hot `labels` [n, num_labels]."""
+    specs = {k: tf.TensorSpec(v.shape[1:], tf.as_dtype(v.dtype), name=k) for k, v in features.items()}
+    examples = tf.data.Dataset.from_tensor_slices((features, labels))
+    return Split(
+        examples,
+        InputSpec(specs, names, vocab_size),
+        num_examples=len(labels),
+        label_counts=labels.sum(axis=0).astype(np.int64),
+        arrays=(features, labels),
+    )
+
+
+def write_spec(model_dir: str, spec: InputSpec) -> str:
+    """Saves what the model was built from, so export can rebuild it without any data."""
+    features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
+    saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
+    return paths.atomic_write(paths.input_spec(model_dir), json.dumps(saved))
+
+
+def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
+    """The InputSpec `write_spec` saved in `model_dir`, with the run's `vocabulary`."""
+    path = paths.input_spec(model_dir)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"{path} is missing: --model_dir holds no trained model; train first (--mode=train).")
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    specs = {
+        name: tf.TensorSpec(feature["shape"], tf.as_dtype(feature["dtype"]), name=name)
+        for name, feature in saved["features"].items()
+    }
+    return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
