@@ -303,3 +303,27 @@ def test_config_refuses_inconsistent_hub_settings(overrides, message):
     with pytest.raises(UserError, match=message):
         data = DataConfig(train_data="t.tsv", eval_data="e.tsv")
         config_lib.validate(Config(model_dir="/tmp/x", data=data, model=ModelConfig(**overrides)))
+
+
+@pytest.mark.e2e  # Starts pip in a process.
+def test_hub_extra_keeps_tensorflow_and_keras(tmp_path):
+    """Installing the `hub` extra beside TensorFlow 2.21 moves neither TensorFlow nor Keras."""
+    from importlib.metadata import version
+
+    from helpers import REPO
+
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report), f"{REPO}[hub]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0 and "No matching distribution" in result.stderr + result.stdout:
+        pytest.skip("the package index is not reachable")
+    assert result.returncode == 0, result.stderr[-2000:]
+    installs = {
+        i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
+    }
+    for package in ("tensorflow", "keras", "tensorflow-text", "keras-hub"):
+        assert installs.get(package, version(package)) == version(package), (package, installs.get(package))

@@ -78,7 +78,7 @@ def _loading(preset: str, what: str, load):
     check_preset(preset)
     try:
         return load()
-    except (ValueError, FileNotFoundError, OSError, KeyError, TypeError) as e:
+    except (ValueError, ImportError, OSError, KeyError, TypeError) as e:  # ImportError: e.g. safetensors.
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise _bad(preset, f"cannot load its {what} ({first_line}); check the preset or write it again.")
 
