@@ -172,6 +172,16 @@ def test_default_and_mirrored_give_the_same_weights(preset_without_dropout, text
     assert len(model_weights(str(default))) > 20  # The backbone's weights are in the checkpoint.
 
 
+@pytest.mark.e2e  # Starts the trainer in a process.
+def test_mirrored_with_dropout_trains_and_resumes(preset, text_files, tmp_path):
+    """The backbone's dropout under mirrored: its seed states are mirrored variables in the checkpoint."""
+    flags = ("--strategy=mirrored", "--cpu_replicas=2", "--eval_data=", "--mode=train")
+    check_ok(run_trainer(_flags(preset, text_files, tmp_path, "--train_steps=3", *flags)))
+    result = check_ok(run_trainer(_flags(preset, text_files, tmp_path, "--train_steps=6", *flags)))
+    assert "Resuming at step 3" in result.stderr
+    assert all(np.all(np.isfinite(w)) for w in model_weights(str(tmp_path)).values())
+
+
 def test_mixed_precision_xla_and_layer_decay_train(preset, text_files, tmp_path):
     import tensorflow as tf
 

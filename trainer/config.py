@@ -388,8 +388,10 @@ def _validate_pretrained(config: Config) -> None:
     )
     _require(0 < model.layer_decay <= 1, f"--layer_decay must be in (0, 1] (1 = off), got {model.layer_decay}.")
     _require(hub_text or model.layer_decay == 1, "--layer_decay is for --model=hub_text.")
+    read = (config.data.eval_data, config.data.test_data)
+    read += (config.data.train_data,) if config.mode in ("train", "train_and_eval") else ()
     _require(
-        not hub_text or "synthetic" not in (config.data.train_data, config.data.eval_data, config.data.test_data),
+        not hub_text or "synthetic" not in read,
         "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only: give "
         "--train_data (and --eval_data) as text files.",
     )
