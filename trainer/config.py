@@ -137,7 +137,7 @@ class ModelConfig:
     model: str = setting(
         "mlp",
         "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), "
-        "cnn (images).",
+        "cnn (images), hub_text (a KerasHub backbone from --preset).",
         model_names,
     )
     hidden_units: Tuple[int, ...] = setting((256, 256), "Hidden layer widths, e.g. 512,512.")
@@ -151,6 +151,26 @@ class ModelConfig:
     cnn_width: int = setting(32, "cnn resnet_small: filters of the first stage.")  # Then 2x, 4x.
     # A local weights file for a keras.applications backbone; empty = from scratch.
     pretrained_weights: str = setting("", "cnn: local weights file of the backbone.")
+    # Pretrained encoders (trainer.pretrained, trainer.hub; docs/pretrained.md).
+    pretrained_embeddings: str = setting(
+        "",
+        "text_bow, multi_input, text_transformer: word vectors that initialise the token embeddings on a fresh "
+        "start: a GloVe/fastText .txt/.vec file or a .npy array (local or gs://).",
+    )
+    pretrained_vocabulary: str = setting(
+        "", "The word of each row of a .npy --pretrained_embeddings; default: <name>.vocab.txt beside it."
+    )
+    freeze_embeddings: bool = setting(False, "Keep the --pretrained_embeddings fixed (not trained).")
+    preset: str = setting(
+        "",
+        "hub_text: a KerasHub preset directory (local or gs://) holding the backbone and its tokenizer; "
+        "nothing is downloaded.",
+    )
+    layer_decay: float = setting(
+        1.0,
+        "hub_text: layer-wise learning-rate decay; the head trains at the full rate, transformer layer i of L "
+        "at layer_decay**(L + 1 - i) of it, the embeddings at layer_decay**(L + 1). 1 = off.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +378,7 @@ def validate(config: Config) -> Config:
         not model.pretrained_weights or model.cnn_backbone != "resnet_small",
         "--pretrained_weights needs a keras.applications --cnn_backbone (resnet50, efficientnet_b0, mobilenet_v2).",
     )
+    _validate_pretrained(config)
     _require(bool(model.hidden_units), "--hidden_units needs at least one width, e.g. 256,256.")
     _require(all(u > 0 for u in model.hidden_units), f"--hidden_units must be positive, got {model.hidden_units}.")
     _require(0.0 <= model.dropout < 1.0, f"--dropout must be in [0, 1), got {model.dropout}.")
@@ -413,6 +434,41 @@ def validate(config: Config) -> Config:
     return config
 
 
+TOKEN_EMBEDDING_MODELS = ("text_bow", "multi_input", "text_transformer")
+
+
+def _validate_pretrained(config: Config) -> None:
+    model = config.model
+    _require(
+        not model.pretrained_embeddings or model.model in TOKEN_EMBEDDING_MODELS,
+        f"--pretrained_embeddings is for --model={', '.join(TOKEN_EMBEDDING_MODELS)}, not {model.model}.",
+    )
+    _require(
+        not model.freeze_embeddings or model.pretrained_embeddings,
+        "--freeze_embeddings keeps pretrained vectors fixed; give them with --pretrained_embeddings.",
+    )
+    _require(
+        not model.pretrained_vocabulary or model.pretrained_embeddings.endswith(".npy"),
+        "--pretrained_vocabulary names the words of a .npy --pretrained_embeddings; text vector files name their own.",
+    )
+    hub_text = model.model == "hub_text"
+    _require(
+        hub_text == bool(model.preset),
+        "--model=hub_text needs --preset=DIR (a KerasHub preset directory)."
+        if hub_text
+        else f"--preset is for --model=hub_text, not {model.model}.",
+    )
+    _require(0 < model.layer_decay <= 1, f"--layer_decay must be in (0, 1] (1 = off), got {model.layer_decay}.")
+    _require(hub_text or model.layer_decay == 1, "--layer_decay is for --model=hub_text.")
+    read = (config.data.eval_data, config.data.test_data)
+    read += (config.data.train_data,) if config.mode in ("train", "train_and_eval") else ()
+    _require(
+        not hub_text or "synthetic" not in read,
+        "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only: give "
+        "--train_data (and --eval_data) as text files.",
+    )
+
+
 def _check_choices(config: Config, registries: bool) -> None:
     """Checks the settings whose choices are a tuple, or (`registries`) a registry's names."""
     for section in (config, config.data, config.model, config.train, config.loss, config.distribute):
@@ -435,6 +491,8 @@ _CHECKPOINT_SHAPING = {
         "transformer_heads",
         "cnn_backbone",
         "cnn_width",
+        "freeze_embeddings",
+        "preset",
     ),
     "train": ("optimizer", "mixed_precision", "ema_decay"),
     "data": (

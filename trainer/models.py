@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import keras
 import numpy as np
 
-from trainer import layers
+from trainer import hub, layers
 from trainer.config import ModelConfig
 from trainer.data import InputSpec, Split
 from trainer.errors import UserError
@@ -48,9 +48,20 @@ def _hidden_stack(x, config: ModelConfig, name: str = "hidden"):
     return x
 
 
+def _token_embedding(spec: InputSpec, config: ModelConfig, mask_zero: bool):
+    """The token embedding; trainer.pretrained may set it from word vectors (fixed with --freeze_embeddings)."""
+    return keras.layers.Embedding(
+        spec.vocab_size,
+        config.embedding_dim,
+        mask_zero=mask_zero,
+        trainable=not config.freeze_embeddings,
+        name="embedding",
+    )
+
+
 def _text_bag(tokens, spec: InputSpec, config: ModelConfig):
     """Token ids (0 = padding; words and word bigrams) -> embedding -> masked average."""
-    embedded = keras.layers.Embedding(spec.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    embedded = _token_embedding(spec, config, mask_zero=True)(tokens)
     return keras.layers.GlobalAveragePooling1D(name="average")(embedded)
 
 
@@ -89,7 +100,7 @@ def build_text_transformer(config: ModelConfig, spec: InputSpec) -> keras.Model:
             f"--embedding_dim={config.embedding_dim} must be divisible by --transformer_heads="
             f"{config.transformer_heads} (each head gets embedding_dim / heads dimensions)."
         )
-    x = keras.layers.Embedding(spec.vocab_size, config.embedding_dim, name="embedding")(tokens)
+    x = _token_embedding(spec, config, mask_zero=False)(tokens)
     x = layers.PositionEmbedding(name="positions")(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout)(x)
@@ -102,6 +113,20 @@ def build_text_transformer(config: ModelConfig, spec: InputSpec) -> keras.Model:
     x = layers.MaskedMean(name="average")(x, keep)
     x = _hidden_stack(x, config)
     return keras.Model(inputs, _logits(x, spec.num_labels), name="text_transformer")
+
+
+def build_hub_text(config: ModelConfig, spec: InputSpec) -> keras.Model:
+    """Token ids from the preset's tokenizer -> a pretrained KerasHub backbone -> masked mean over the
+    tokens -> dropout -> logits. No hidden layers: the usual fine-tuning head (docs/pretrained.md)."""
+    inputs = _inputs(spec, ["tokens"])
+    tokens = inputs["tokens"]
+    backbone, pad_id = hub.load_backbone(config.preset, tokens.shape[1])
+    keep = keras.ops.not_equal(tokens, pad_id)
+    x = hub.sequence_output(backbone(hub.backbone_inputs(backbone, tokens, keep)))
+    x = layers.MaskedMean(name="average")(x, keep)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout)(x)
+    return keras.Model(inputs, _logits(x, spec.num_labels), name="hub_text")
 
 
 def _backbone(config: ModelConfig, shape):
@@ -145,7 +170,15 @@ MODELS: Dict[str, Callable[..., keras.Model]] = {
     "multi_input": build_multi_input,
     "text_transformer": build_text_transformer,
     "cnn": build_cnn,
+    "hub_text": build_hub_text,
 }
+
+
+def random_states(model: keras.Model):
+    """The states of the model's random seed generators (its dropout layers'; hub_text's backbones
+    have dropout inside). Saved with the checkpoint so a resumed run draws the same masks as one
+    that never stopped; Keras keeps them outside the layers' checkpointed attributes."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 def feature_moments(split: Split):

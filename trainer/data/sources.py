@@ -85,11 +85,14 @@ def open_reader(config: DataConfig, split: str, path: str, seed: int) -> Tuple[R
     return reader, f"{path} ({len(files)} {data_format} file{'s' if len(files) > 1 else ''})"
 
 
-def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = ()) -> Split:
+def load_split(
+    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
+) -> Split:
     """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
 
     `vocabulary` is the run's (saved in the model dir, or built from the training split); text
-    sources other than the training split need it.
+    sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
+    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
     """
     flag = f"--{split}_data"
     reader, described = open_reader(config, split, path, seed)
@@ -107,12 +110,13 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
         return from_arrays(reader.features, reader.labels, reader.label_names, reader.vocab_size)
 
     batches = reader.read(reader.files, (1, 0), in_order=True)
-    tokenizer = None
-    if "text" in batches.element_spec[0]:
+    if "text" not in batches.element_spec[0]:
+        tokenizer, vocabulary = None, ()
+    elif tokenizer is not None:
+        vocabulary = ()
+    else:
         vocabulary = _vocabulary(config, flag, split, batches, vocabulary)
         tokenizer = text.Tokenizer(vocabulary, config.sequence_length, config.text_bigrams)
-    else:
-        vocabulary = ()
     num_labels = len(reader.label_names)
 
     def inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
@@ -172,7 +176,7 @@ def _vocabulary(
     return text.build_vocabulary(texts, config.max_tokens, config.text_bigrams)
 
 
-def _with_tokens(features, tokenizer: text.Tokenizer):
+def _with_tokens(features, tokenizer):
     """The model inputs: `text` becomes `tokens`; other features pass through."""
     inputs = {key: value for key, value in features.items() if key != "text"}
     inputs["tokens"] = tokenizer(features["text"])
