@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import TINY, check_ok, error_line, run_trainer
 
-from trainer import synthetic
+from trainer.data import synthetic
 
 pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
