@@ -50,7 +50,7 @@ class Evaluator:
             "step": step,
             "split": split_name,
             "checkpoint": self.checkpoint,
-            "loss": float(totals["loss_sum"] / totals["num_examples"]),
+            "loss": metrics.mean_loss(totals),
         }
         summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))
         seconds = time.time() - started

@@ -7,6 +7,11 @@ the histograms. Bins are uniform in logit space (fine where probabilities crowd 
 1), 1/256 of a logit wide so that AP and ROC-AUC stay within 1e-3 of the exact figures even
 for a barely trained model (tested); probability 0.5 (logit 0) is a bin edge. Logits beyond
 +-16 (probabilities within 1e-7 of 0 or 1) share the end bins.
+
+Unknown labels (value -1, partially labelled data) are left out of every sum: each per-label
+figure is the one of the rows where that label is known; hamming loss is over the known entries;
+an example is an exact match when its known labels are all right, and subset accuracy is over
+the examples with at least one known label.
 """
 
 from typing import Dict, List
@@ -30,40 +35,61 @@ def statistics_shapes(num_labels: int) -> Dict[str, tuple]:
     `unpack_histograms`), so one scatter fills both halves and a label's updates stay close.
     """
     per_label = (num_labels,)
-    shapes = {name: per_label for name in COUNT_KEYS + ("predicted_positives",)}
-    shapes.update(num_examples=(), exact_matches=(), loss_sum=())
+    shapes = {name: per_label for name in COUNT_KEYS + ("predicted_positives", "known")}
+    shapes.update(num_examples=(), labelled_examples=(), exact_matches=(), loss_sum=())
     shapes.update(histograms=(num_labels * 2 * NUM_BINS,))
     return shapes
 
 
-def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
-    """Count sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row); thresholds [L]."""
+def known_entries(labels, mask):
+    """(known float32 [B, L]: 1 where the label is known in a real row, targets float32 [B, L]:
+    labels with unknown (-1) as 0). mask [B]: 1 = real row."""
     labels = tf.cast(labels, tf.float32)
-    mask = tf.cast(mask, tf.float32)[:, None]
+    known = tf.cast(labels >= 0, tf.float32) * tf.cast(mask, tf.float32)[:, None]
+    return known, tf.maximum(labels, 0.0)
+
+
+def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
+    """Count sums over one (replica's) batch. labels/logits [B, L] (labels 1, 0, or -1: unknown);
+    mask [B] (1 = real row); thresholds [L]."""
+    known, labels = known_entries(labels, mask)
+    mask = tf.cast(mask, tf.float32)
     predicted = tf.cast(tf.sigmoid(tf.cast(logits, tf.float32)) >= thresholds, tf.float32)
-    positives, negatives = labels * mask, (1 - labels) * mask
-    mistakes = tf.reduce_sum(tf.abs(predicted - labels) * mask, axis=1)
+    positives, negatives = labels * known, (1 - labels) * known
+    mistakes = tf.reduce_sum(tf.abs(predicted - labels) * known, axis=1)
+    labelled = tf.cast(tf.reduce_any(known > 0, axis=1), tf.float32)  # Real rows with a known label.
     return {
         "true_positives": tf.reduce_sum(predicted * positives, axis=0),
         "false_positives": tf.reduce_sum(predicted * negatives, axis=0),
         "false_negatives": tf.reduce_sum((1 - predicted) * positives, axis=0),
         "support": tf.reduce_sum(positives, axis=0),
-        "predicted_positives": tf.reduce_sum(predicted * mask, axis=0),
+        "predicted_positives": tf.reduce_sum(predicted * known, axis=0),
+        "known": tf.reduce_sum(known, axis=0),
         "num_examples": tf.reduce_sum(mask),
-        "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * mask[:, 0]),
+        "labelled_examples": tf.reduce_sum(labelled),
+        "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * labelled),
     }
 
 
 def histogram_updates(labels, logits, mask):
-    """(indices, counts) adding each score of the batch to its bin of the flat `histograms`; padded rows add 0."""
+    """(indices, counts) adding each score of the batch to its bin of the flat `histograms`; padded
+    rows and unknown entries add 0."""
+    known, labels = known_entries(labels, mask)
     # Label-major order: consecutive updates land in the same label's bins (faster to scatter).
     logits = tf.transpose(tf.cast(logits, tf.float32))
     is_positive = tf.transpose(tf.cast(labels, tf.int32))
-    num_labels, batch_size = tf.shape(logits)[0], tf.shape(logits)[1]
+    num_labels = tf.shape(logits)[0]
     bins = tf.clip_by_value(tf.cast(tf.floor((logits + LOGIT_RANGE) * BINS_PER_LOGIT), tf.int32), 0, NUM_BINS - 1)
     indices = (tf.range(num_labels)[:, None] * 2 + is_positive) * NUM_BINS + bins
-    counts = tf.broadcast_to(tf.cast(mask, tf.int32)[None, :], [num_labels, batch_size])
+    counts = tf.transpose(tf.cast(known, tf.int32))
     return tf.reshape(indices, [-1]), tf.reshape(counts, [-1])
+
+
+def mean_loss(totals: Dict[str, np.ndarray]) -> float:
+    """The evaluation loss, the mean over known label entries: `loss_sum` adds per-example losses
+    (trainer.losses: sums over known labels / number of labels). 0 when no label is known."""
+    known = np.asarray(totals["known"], np.float64)
+    return float(totals["loss_sum"] * len(known) / known.sum()) if known.sum() else 0.0
 
 
 def add_batch(totals: Dict[str, tf.Variable], labels, logits, mask, thresholds) -> None:
@@ -135,11 +161,13 @@ def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds:
     """Figures for one split from summed statistics, in the shape of `metrics/<split>-<step>.json`.
 
     Labels without positives in the split are listed under `labels_without_positives` and left
-    out of every macro average (their recall, F1, AP and AUC are undefined, not zero).
+    out of every macro average (their recall, F1, AP and AUC are undefined, not zero). Unknown
+    label entries count nowhere (`unknown_entries` says how many there were).
     """
     tp, fp, fn, support = (np.asarray(totals[k], np.float64) for k in COUNT_KEYS)
     num_examples = float(totals["num_examples"])
-    num_labels = len(label_names)
+    known = np.asarray(totals["known"], np.float64)
+    labelled_examples = float(totals["labelled_examples"])
     precision, recall = _divide(tp, tp + fp), _divide(tp, support)
     f1 = _divide(2 * tp, 2 * tp + fp + fn)
     average_precision, roc_auc = _ranking_scores(
@@ -190,8 +218,9 @@ def summarize(totals: Dict[str, np.ndarray], label_names: List[str], thresholds:
             "recall": float(np.sum(weights * recall)),
             "f1": float(np.sum(weights * f1)),
         },
-        "hamming_loss": float((fp.sum() + fn.sum()) / max(num_examples * num_labels, 1)),
-        "subset_accuracy": float(totals["exact_matches"] / max(num_examples, 1)),
+        "hamming_loss": float((fp.sum() + fn.sum()) / max(known.sum(), 1)),
+        "subset_accuracy": float(totals["exact_matches"] / max(labelled_examples, 1)),
+        "unknown_entries": int(num_examples * len(label_names) - known.sum()),
         "label_cardinality": {
             "true": float(support.sum() / max(num_examples, 1)),
             "predicted": float(np.sum(totals["predicted_positives"]) / max(num_examples, 1)),
