@@ -217,18 +217,21 @@ def multi_hot_from_cells(cells: tf.Tensor, names: tf.lookup.StaticHashTable, num
     tokens = tf.strings.strip(tf.strings.split(cells, ","))
     tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
     flat = tokens.flat_values
-    marked = tf.strings.regex_full_match(flat, "\\" + UNKNOWN_MARK + ".*")
+    marked = tf.strings.substr(flat, 0, len(UNKNOWN_MARK)) == UNKNOWN_MARK
     flat = tf.where(marked, tf.strings.strip(tf.strings.substr(flat, len(UNKNOWN_MARK), -1)), flat)
     is_id = tf.strings.regex_full_match(flat, "[0-9]+")
     ids = tf.where(is_id, tf.strings.to_number(tf.where(is_id, flat, "0"), tf.int64), names.lookup(flat))
-
-    def labels_of(keep):
-        kept = tf.ragged.boolean_mask(tokens.with_flat_values(ids), tokens.with_flat_values(keep))
-        return tf.math.bincount(
-            kept, minlength=num_labels, maxlength=num_labels, binary_output=True, axis=-1, dtype=tf.float32
-        )
-
-    return labels_of(tf.logical_not(marked)) + UNKNOWN * labels_of(marked)
+    # One count over 2 * num_labels slots: label j listed counts in slot j, marked in num_labels + j.
+    slots = ids + tf.cast(marked, tf.int64) * num_labels
+    counts = tf.math.bincount(
+        tokens.with_flat_values(slots),
+        minlength=2 * num_labels,
+        maxlength=2 * num_labels,
+        binary_output=True,
+        axis=-1,
+        dtype=tf.float32,
+    )
+    return counts[:, :num_labels] + UNKNOWN * counts[:, num_labels:]
 
 
 def read(
