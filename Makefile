@@ -1,10 +1,11 @@
-# make install: .venv with the project (idempotent); make run: the default job; make test: lint + tests.
+# make install: .venv with the project (idempotent); make run: the default job;
+# make check: lint + the fast tier (no test that starts a process); make test: lint + every test.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run check test lint format bench clean
 
 install: $(STAMP)
 
@@ -24,6 +25,9 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format trainer launch tests bench
 	$(VENV)/bin/ruff check --fix trainer launch tests bench
+
+check: install lint
+	$(PY) -m pytest -q -m "not e2e" tests
 
 test: install lint
 	$(PY) -m pytest -q tests

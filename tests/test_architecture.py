@@ -4,7 +4,7 @@ import ast
 import os
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 TRAINER = os.path.join(REPO, "trainer")
 

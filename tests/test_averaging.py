@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY, check_ok, error_line, run_local_workers, run_trainer
+from helpers import TINY, check_ok, error_line, run_local_workers, run_trainer
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 DECAY = 0.9
 TRAIN = TINY + ["--mode=train", "--deterministic", f"--ema_decay={DECAY}", "--optimizer=sgd", "--learning_rate=0.5"]

@@ -7,11 +7,22 @@ import re
 import signal
 
 import numpy as np
-from conftest import TINY, check_ok, error_line, max_weight_difference, run_trainer
-from test_export import read_predictions, score_in_fresh_process
-from test_resume import read_until, start_trainer
+import pytest
+from helpers import (
+    TINY,
+    check_ok,
+    error_line,
+    max_weight_difference,
+    read_predictions,
+    read_until,
+    run_trainer,
+    score_in_fresh_process,
+    start_trainer,
+)
 
 from trainer.data import synthetic
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 
 def eval_values(model_dir, block, name):

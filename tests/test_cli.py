@@ -4,7 +4,9 @@ import json
 import os
 
 import pytest
-from conftest import TINY, check_ok, error_line, read_metrics, run_trainer, train_losses
+from helpers import TINY, check_ok, error_line, read_metrics, run_trainer, train_losses
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 TWO_WORKERS = json.dumps(
     {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}

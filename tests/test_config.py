@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from absl import flags
-from conftest import REPO, _env
+from helpers import REPO, trainer_env
 
 from trainer import config as config_lib
 from trainer import flags as config_flags
@@ -212,6 +212,7 @@ def test_prepare_takes_the_data_settings_from_data_config():
         assert prepare.FLAGS[name].help == parsed[name].help and prepare.FLAGS[name].default == parsed[name].default
 
 
+@pytest.mark.e2e
 def test_trainer_and_prepare_import_into_one_process_without_tensorflow():
     """Each defines its flags in its own FlagValues, so neither clashes with the other or with absl's;
     the registries behind --model, --loss, ... (and so TensorFlow) load only when one of them is given,
@@ -223,7 +224,7 @@ def test_trainer_and_prepare_import_into_one_process_without_tensorflow():
         "trainer.main.FLAGS(['prog', '--train_steps=5', '--mode=eval']); print('tensorflow' in sys.modules); "
         "trainer.main.FLAGS(['prog', '--model=cnn']); print('tensorflow' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=trainer_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     from trainer import prepare
 

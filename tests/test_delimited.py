@@ -3,7 +3,7 @@ cells (in-process, and through the real CLI where a user meets them)."""
 
 import numpy as np
 import pytest
-from conftest import check_ok, error_line, run_trainer
+from helpers import check_ok, error_line, run_trainer
 
 from trainer import data
 from trainer.config import DataConfig
@@ -15,29 +15,29 @@ HEADER = "id,f0,date,f1,label:a,label:b"
 ROWS = ["row-1,0.5,2024-01-01,-1.5,1,0", "row-2,2.0,2024-01-02,3.0,0,1", "row-3,-0.25,,1e3,1,1"]
 
 
-def _write(path, lines, bom=False) -> str:
+def write_lines(path, lines, bom=False) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write((BOM if bom else "") + "".join(line + "\n" for line in lines))
     return str(path)
 
 
-def _examples(split):
+def example_rows(split):
     """Every example of `split` in order: ({name: array}, labels)."""
     features, labels = next(iter(split.examples.batch(1000)))
     return {k: v.numpy() for k, v in features.items()}, labels.numpy()
 
 
 def test_ignore_columns_leaves_non_numeric_columns_out(tmp_path):
-    path = _write(tmp_path / "ids.csv", [HEADER, *ROWS])
+    path = write_lines(tmp_path / "ids.csv", [HEADER, *ROWS])
     with pytest.raises(UserError, match=r"/ids.csv:2: column 'id' holds 'row-1', not a number.*--ignore_columns"):
         data.load_split(DataConfig(), "train", path, seed=0)
     split = data.load_split(DataConfig(ignore_columns=("id", "date")), "train", path, seed=0)
     assert split.spec.label_names == ["a", "b"] and split.spec.feature_specs["features"].shape == (2,)
-    features, labels = _examples(split)
+    features, labels = example_rows(split)
     np.testing.assert_array_equal(features["features"], [[0.5, -1.5], [2.0, 3.0], [-0.25, 1000.0]])
     np.testing.assert_array_equal(labels, [[1, 0], [0, 1], [1, 1]])
     # A text column can be left out too (the other columns are then the features).
-    text = _write(tmp_path / "text.tsv", ["text\tf0\tlabel:a", "words\t1\t1", "more words\t2\t0"])
+    text = write_lines(tmp_path / "text.tsv", ["text\tf0\tlabel:a", "words\t1\t1", "more words\t2\t0"])
     split = data.load_split(DataConfig(ignore_columns=("text",)), "train", text, seed=0)
     assert list(split.spec.feature_specs) == ["features"]
 
@@ -50,8 +50,8 @@ def test_ignore_columns_leaves_non_numeric_columns_out(tmp_path):
     ],
 )
 def test_ignore_columns_must_name_header_columns(tmp_path, ignore, lines, message):
-    path = _write(tmp_path / "d.tsv" if "\t" in lines[0] else tmp_path / "d.csv", lines)
-    names = _write(tmp_path / "names.txt", ["x", "y"])
+    path = write_lines(tmp_path / "d.tsv" if "\t" in lines[0] else tmp_path / "d.csv", lines)
+    names = write_lines(tmp_path / "names.txt", ["x", "y"])
     with pytest.raises(UserError, match=message):
         data.load_split(DataConfig(ignore_columns=ignore, label_names=names), "train", path, seed=0)
 
@@ -66,7 +66,7 @@ def test_ignore_columns_must_name_header_columns(tmp_path, ignore, lines, messag
     ],
 )
 def test_label_cells_must_hold_0_or_1_or_nothing(tmp_path, row, message):
-    path = _write(tmp_path / "e.csv", ["f0,label:a,label:x", "1,1,0", row])
+    path = write_lines(tmp_path / "e.csv", ["f0,label:a,label:x", "1,1,0", row])
     with pytest.raises(UserError) as error:
         data.load_split(DataConfig(), "train", path, seed=0)
     assert str(error.value).startswith(str(tmp_path / message))
@@ -74,7 +74,7 @@ def test_label_cells_must_hold_0_or_1_or_nothing(tmp_path, row, message):
 
 @pytest.mark.parametrize("cell", ["inf", "-inf", "nan", "NaN", "Infinity"])
 def test_non_finite_features_are_refused_with_file_line_and_column(tmp_path, cell):
-    path = _write(tmp_path / "nf.csv", ["f0,f1,label:a", "1,2,0", f"3,{cell},1"])
+    path = write_lines(tmp_path / "nf.csv", ["f0,f1,label:a", "1,2,0", f"3,{cell},1"])
     with pytest.raises(UserError, match=rf"nf.csv:3: column 'f1' holds '{cell}', not a finite number"):
         data.load_split(DataConfig(), "train", path, seed=0)
 
@@ -92,15 +92,15 @@ def _bom_pairs(folder):
     for i, (name, lines) in enumerate(files.items()):
         extension = suffix.get(name, ".csv")
         pairs[name] = (
-            _write(folder / f"bom{i}{extension}", lines, bom=True),
-            _write(folder / f"no{i}{extension}", lines),
+            write_lines(folder / f"bom{i}{extension}", lines, bom=True),
+            write_lines(folder / f"no{i}{extension}", lines),
         )
     return pairs
 
 
 def test_a_byte_order_mark_is_dropped_by_the_checks_and_by_the_stream(tmp_path):
     """Excel writes one; the header's first column was read as '\\ufefftext' and refused."""
-    names = _write(tmp_path / "names.txt", ["a", "b"])
+    names = write_lines(tmp_path / "names.txt", ["a", "b"])
     for name, (with_bom, without) in _bom_pairs(tmp_path).items():
         config = DataConfig(label_names=names if "numeric" not in name else "")
         flag = "--train_data"
@@ -114,7 +114,7 @@ def test_a_byte_order_mark_is_dropped_by_the_checks_and_by_the_stream(tmp_path):
             np.testing.assert_array_equal(first["features"].numpy()[0], [0.5, -1.5])
         split, same = (data.load_split(config, "train", path, seed=0) for path in (with_bom, without))
         assert split.spec == same.spec, name
-        for got, expected in zip(_examples(split), _examples(same)):
+        for got, expected in zip(example_rows(split), example_rows(same)):
             if isinstance(got, dict):
                 for key in got:
                     np.testing.assert_array_equal(got[key], expected[key], err_msg=name)
@@ -122,6 +122,7 @@ def test_a_byte_order_mark_is_dropped_by_the_checks_and_by_the_stream(tmp_path):
                 np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
+@pytest.mark.e2e
 def test_cli_trains_on_an_excel_csv_with_an_id_column(tmp_path):
     """A numeric CSV as Excel saves it (byte-order mark, an id column): refused before --ignore_columns."""
     rng = np.random.default_rng(0)
@@ -129,7 +130,7 @@ def test_cli_trains_on_an_excel_csv_with_an_id_column(tmp_path):
     for i in range(64):
         f0, f1 = rng.normal(size=2).round(3)
         lines.append(f"customer-{i},{f0},{f1},{int(f0 > 0)},{int(f1 > 0)}")
-    path = _write(tmp_path / "excel.csv", lines, bom=True)
+    path = write_lines(tmp_path / "excel.csv", lines, bom=True)
     flags = [f"--train_data={path}", "--mode=train", "--train_steps=4", "--global_batch_size=16"]
     flags += ["--hidden_units=8", "--steps_per_loop=2", "--log_every_steps=2"]
     refused = run_trainer([f"--model_dir={tmp_path / 'refused'}", *flags])

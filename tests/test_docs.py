@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 MAX_README_LINES = 320
@@ -109,6 +111,7 @@ def _readme_flag_table():
     return {name for cell in cells for name in re.findall(r"`--(\w+)`", cell)}
 
 
+@pytest.mark.e2e
 def test_readme_flag_table_lists_every_trainer_flag_and_no_other():
     defined, documented = _defined_trainer_flags(), _readme_flag_table()
     assert not defined - documented, f"add to the README's flag table: {sorted(defined - documented)}"

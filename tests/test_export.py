@@ -2,50 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
-from conftest import TINY, _env, check_ok, run_trainer
+import pytest
+from helpers import TINY, check_ok, read_predictions, run_trainer, score_in_fresh_process
 
 from trainer.data import synthetic
 
-LOAD_AND_SCORE = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-inputs = json.load(open(sys.argv[2]))
-serve = loaded.signatures["serving_default"]
-arguments = {name: tf.constant(value, dtype=serve.structured_input_signature[1][name].dtype)
-             for name, value in inputs.items()}
-outputs = serve(**arguments)
-names = loaded.signatures["label_names"]()
-print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
-                  "labels": outputs["labels"].numpy().tolist(),
-                  "label_names": [n.decode() for n in names["label_names"].numpy()],
-                  "thresholds": names["thresholds"].numpy().tolist()}))
-"""
-
-
-def score_in_fresh_process(export_dir, inputs, tmp_path):
-    inputs_path = tmp_path / "inputs.json"
-    inputs_path.write_text(json.dumps(inputs))
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_SCORE, export_dir, str(inputs_path)],
-        cwd=str(tmp_path),  # Not the repo: the SavedModel must not need the project's code.
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def read_predictions(model_dir):
-    with open(os.path.join(model_dir, "predictions.jsonl")) as f:
-        return [json.loads(line) for line in f]
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 
 def check_agreement(model_dir, served):

@@ -11,8 +11,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import REPO, _env, check_ok, run_local_workers
+from helpers import REPO, check_ok, run_local_workers, trainer_env
 
 from launch.local import free_ports, tf_config
 from trainer import data
@@ -42,7 +43,7 @@ def run_probe(patterns, num_steps: int):
         subprocess.Popen(
             [sys.executable, os.path.join(REPO, "tests", "worker_input_probe.py"), str(num_steps), *patterns],
             cwd=REPO,
-            env=_env({"TF_CONFIG": tf_config(ports, index)}),
+            env=trainer_env({"TF_CONFIG": tf_config(ports, index)}),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -57,6 +58,7 @@ def run_probe(patterns, num_steps: int):
     return reports
 
 
+@pytest.mark.e2e
 def test_two_workers_read_disjoint_parts_that_together_are_every_example_once_per_epoch(tmp_path):
     """Two real workers, by file (4 files) and by record (1 file): disjoint parts, together every example once."""
     by_file = write_csv_files(tmp_path / "four_files", 4)  # 4 files >= 2 workers: 2 files each.
@@ -98,6 +100,7 @@ def ids_after(model_dir: str, pattern: str, worker: int, step: int, num_batches:
     return [next(iterator)[0]["features"][:, 0].numpy().astype(int).tolist() for _ in range(num_batches)]
 
 
+@pytest.mark.e2e
 def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_path):
     """A SIGKILLed 2-worker sharded run resumes each worker's input exactly where its stream would continue."""
     pattern = write_csv_files(tmp_path / "data", 4)
@@ -118,7 +121,7 @@ def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_pa
     process = subprocess.Popen(
         [sys.executable, "-m", "launch", "local", "--workers=2", "--", *flags, "--train_steps=100000"],
         cwd=REPO,
-        env=_env(),
+        env=trainer_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

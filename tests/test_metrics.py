@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY, check_ok, read_metrics, run_local_workers, run_trainer
+from helpers import TINY, check_ok, read_metrics, run_local_workers, run_trainer
 from sklearn import metrics as sk
 
 from trainer import metrics
@@ -102,6 +102,7 @@ def trained(tmp_path_factory):
     return model_dir
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("strategy", ["default", "mirrored", "multi_worker"])
 def test_eval_under_each_strategy_equals_sklearn_on_predict_output(trained, strategy):
     flags = EVAL_FLAGS + [f"--model_dir={trained}", f"--strategy={strategy}", "--eval_data=", "--test_data=synthetic"]

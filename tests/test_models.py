@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TINY, check_ok, error_line, run_trainer
+from helpers import TINY, check_ok, error_line, run_trainer
 
 from trainer import config as config_lib
 from trainer import models
@@ -99,6 +99,7 @@ def _served_inputs(model_name: str):
     return {"image": tf.stack([tf.io.encode_png(p) for p in pixels])}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model_name", list(SHRINK))
 def test_model_trains_mirrored_exports_and_export_matches_predict(model_name, tmp_path):
     """Every model trains under mirrored, and its export (images sent as PNG bytes) serves --mode=predict's output."""
@@ -138,6 +139,7 @@ def test_keras_application_backbone_builds_and_loads_local_weights(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), restored.numpy())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "flags, fragment",
     [

@@ -5,7 +5,9 @@ import json
 import os
 
 import pytest
-from conftest import TINY, check_ok, run_trainer
+from helpers import TINY, check_ok, run_trainer
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 
 def snapshot(model_dir):

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from packaging.requirements import Requirement
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 
 def tensorflow_protobuf_requirement() -> Requirement:

@@ -5,7 +5,9 @@ only by the order of floating-point sums.
 """
 
 import pytest
-from conftest import TINY, check_ok, max_weight_difference, run_local_workers, run_trainer, weight_digests
+from helpers import TINY, check_ok, max_weight_difference, run_local_workers, run_trainer, weight_digests
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 STEPS = ["--mode=train", "--train_steps=24", "--deterministic", "--checkpoint_every_steps=24"]
 

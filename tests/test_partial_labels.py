@@ -9,20 +9,18 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
+from helpers import (
     REPO,
-    _env,
     check_ok,
     error_line,
     max_weight_difference,
     read_metrics,
     run_local_workers,
     run_trainer,
+    trainer_env,
 )
-from partial_loss_probe import CASES, problem
+from partial_loss_probe import CASES, LOSS_CONFIG, problem
 from sklearn import metrics as sk
-from test_losses import reference_per_label
-from test_metrics import _statistics
 
 from launch.local import free_ports, tf_config
 from trainer import data, losses, metrics, prepare
@@ -145,6 +143,42 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def reference_per_label(name, y, x, positive_fraction):
+    """Per-entry losses in float64 from the papers' formulas (as tests/test_losses.py; `y` may be soft)."""
+    config, p = LOSS_CONFIG, _sigmoid(x)
+    if name == "bce":
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    if name == "weighted_bce":
+        fraction = np.asarray(positive_fraction, np.float64)
+        w = np.clip((1 - fraction) / np.maximum(fraction, 1e-12), 1, config.max_positive_weight)
+        return -(w * y * np.log(p) + (1 - y) * np.log(1 - p))
+    if name == "focal":
+        p_t = y * p + (1 - y) * (1 - p)
+        return -((1 - p_t) ** config.focal_gamma) * np.log(p_t)
+    p_m = np.maximum(p - config.asl_clip, 0)
+    positive = (1 - p) ** config.asl_gamma_pos * np.log(p)
+    negative = p_m**config.asl_gamma_neg * np.log(1 - p_m)
+    return -(y * positive + (1 - y) * negative)
+
+
+def _statistics(labels, probabilities, thresholds):
+    """metrics.add_batch over one batch (every row real), read back as NumPy."""
+    logits = np.log(probabilities) - np.log1p(-probabilities)
+    totals = {
+        name: tf.Variable(tf.zeros(shape, tf.int32))
+        for name, shape in metrics.statistics_shapes(len(thresholds)).items()
+    }
+    metrics.add_batch(
+        totals,
+        tf.constant(labels, tf.float32),
+        tf.constant(logits, tf.float32),
+        tf.ones([len(labels)]),
+        tf.constant(thresholds, tf.float32),
+    )
+    unpacked = metrics.unpack_histograms({k: v.numpy() for k, v in totals.items()})
+    return {k: np.asarray(v, np.float64) for k, v in unpacked.items()}
+
+
 def _reference_loss(name, smoothing, kernel, bias, features, labels, positive_fraction):
     """float64: sum over the batch's known entries / number of known entries."""
     known = labels >= 0
@@ -181,7 +215,10 @@ def _run_probe(strategy: str):
     """The probe's reports: one process, or two real workers on loopback (worker 0's first)."""
     script = [sys.executable, os.path.join(REPO, "tests", "partial_loss_probe.py"), strategy]
     ports = free_ports(2)
-    envs = [_env({"TF_CONFIG": tf_config(ports, i)}) for i in range(2)] if strategy == "multi_worker" else [_env()]
+    if strategy == "multi_worker":
+        envs = [trainer_env({"TF_CONFIG": tf_config(ports, i)}) for i in range(2)]
+    else:
+        envs = [trainer_env()]
     processes = [
         subprocess.Popen(script, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for env in envs
@@ -194,6 +231,7 @@ def _run_probe(strategy: str):
     return reports
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("strategy", ["default", "mirrored", "multi_worker"])
 def test_one_step_with_unknowns_equals_the_numpy_reference_under_every_strategy(strategy):
     """Loss and SGD update equal the float64 reference (the mean over the global batch's known
@@ -258,7 +296,7 @@ def test_eval_loss_is_the_mean_over_known_entries():
     per_example = losses.bce(LossConfig(), None)(tf.constant(labels), tf.constant(logits)).numpy()
     totals = {"loss_sum": per_example.sum(), "known": (labels >= 0).sum(axis=0)}
     known = labels >= 0
-    expected = reference_per_label("bce", np.maximum(labels, 0), logits.astype(np.float64))[known].mean()
+    expected = reference_per_label("bce", np.maximum(labels, 0), logits.astype(np.float64), None)[known].mean()
     assert metrics.mean_loss(totals) == pytest.approx(expected, rel=1e-5)
 
 
@@ -295,6 +333,7 @@ def _partial_csv(path, num_examples: int, seed: int):
     return np.where(unknown, -1, truth), int(unknown.sum()), int(unknown.all(axis=1).sum())
 
 
+@pytest.mark.e2e
 def test_a_csv_with_empty_label_cells_trains_alike_under_every_strategy_and_scores_known_rows(tmp_path):
     """default, mirrored (2 CPUs) and 2 workers: the same weights (1e-5), the unknown count in the
     log, and eval figures equal to scikit-learn's on the known rows of the predictions."""
@@ -366,6 +405,7 @@ def _bad_partial_inputs(folder):
     }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case",
     [

@@ -63,6 +63,7 @@ def test_address_overrides_replace_named_hosts_only():
         pod.tf_config_from_env(dict(env, MLTRAIN_ADDRESS_OVERRIDES="typo-0.svc=127.0.0.1:5000"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "change, named",
     [
@@ -90,6 +91,7 @@ def test_bad_or_missing_env_is_one_line_and_exit_1(change, named):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and named in result.stderr
 
 
+@pytest.mark.e2e
 def test_mllaunch_pod_is_the_same_entrypoint():
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_") and k != "TF_CONFIG"}
     result = subprocess.run(

@@ -4,8 +4,20 @@ import os
 import re
 import signal
 
-from conftest import TINY, check_ok, error_line, max_weight_difference, run_local_workers, run_trainer
-from test_resume import read_until, start_trainer, start_workers
+import pytest
+from helpers import (
+    TINY,
+    check_ok,
+    error_line,
+    max_weight_difference,
+    read_until,
+    run_local_workers,
+    run_trainer,
+    start_trainer,
+    start_workers,
+)
+
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
 
 # Saves only by the clock: the step interval is never reached.
 TIMED = TINY + [

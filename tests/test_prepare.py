@@ -8,8 +8,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, error_line
-from test_sources import LABELS, NUM_EXAMPLES, _examples, _write, write_numeric_formats, write_text_formats
+from helpers import (
+    LABELS,
+    NUM_EXAMPLES,
+    REPO,
+    error_line,
+    example_rows,
+    write_lines,
+    write_numeric_formats,
+    write_text_formats,
+)
 
 from trainer import data, prepare
 from trainer.config import DataConfig
@@ -31,7 +39,7 @@ def _in_order(path, **config):
 
 
 def test_text_shards_read_back_in_input_order_with_labels_and_statistics(tmp_path):
-    rows = _examples()
+    rows = example_rows()
     source = write_text_formats(tmp_path, rows)["goemotions_tsv"]
     out = str(tmp_path / "prepared")
     summary = prepare.prepare(DataConfig(), source, out, num_shards=4)
@@ -57,7 +65,7 @@ def test_text_shards_read_back_in_input_order_with_labels_and_statistics(tmp_pat
 
 
 def test_numeric_csv_and_more_shards_than_examples(tmp_path):
-    rows = _examples()[:3]
+    rows = example_rows()[:3]
     source = write_numeric_formats(tmp_path, rows)["csv"]
     out = str(tmp_path / "prepared")
     prepare.prepare(DataConfig(), source, out, num_shards=5, name="train")
@@ -68,7 +76,7 @@ def test_numeric_csv_and_more_shards_than_examples(tmp_path):
 
 
 def test_refuses_an_output_dir_with_other_label_names(tmp_path):
-    source = write_text_formats(tmp_path, _examples())["goemotions_tsv"]
+    source = write_text_formats(tmp_path, example_rows())["goemotions_tsv"]
     out = tmp_path / "prepared"
     out.mkdir()
     (out / "labels.txt").write_text("something\nelse\n")
@@ -76,13 +84,14 @@ def test_refuses_an_output_dir_with_other_label_names(tmp_path):
         prepare.prepare(DataConfig(), source, str(out), num_shards=2)
 
 
+@pytest.mark.e2e
 def test_cli_converts_and_rejects_a_bad_row_writing_nothing(tmp_path):
-    source = write_text_formats(tmp_path, _examples())["header_tsv"]
+    source = write_text_formats(tmp_path, example_rows())["header_tsv"]
     good = _run_prepare([f"--input={source}", f"--output_dir={tmp_path / 'good'}", "--num_shards=2"])
     assert good.returncode == 0, good.stderr[-3000:]
     assert f"Wrote {NUM_EXAMPLES} examples to 2 shards" in good.stdout
 
-    bad_source = _write(tmp_path / "bad.tsv", ["a\t0", "b\t2,11"])
+    bad_source = write_lines(tmp_path / "bad.tsv", ["a\t0", "b\t2,11"])
     bad = _run_prepare(
         [f"--input={bad_source}", f"--output_dir={tmp_path / 'bad'}", f"--label_names={tmp_path}/labels.txt"]
     )
@@ -91,6 +100,7 @@ def test_cli_converts_and_rejects_a_bad_row_writing_nothing(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.e2e
 def test_cli_ignore_columns_and_a_byte_order_mark(tmp_path):
     """An Excel CSV (byte-order mark, an id column) converts with --ignore_columns; the features read back."""
     source = tmp_path / "excel.csv"
@@ -107,6 +117,7 @@ def test_cli_ignore_columns_and_a_byte_order_mark(tmp_path):
     np.testing.assert_array_equal(labels, [[1, 0], [0, 1]])
 
 
+@pytest.mark.e2e
 def test_cli_flags_are_its_own_and_mltrain_prepare_runs_it(tmp_path):
     """prepare's flags (its own FlagValues; the data ones generated from DataConfig) fail as the trainer's do."""
     for args, fragment in [
@@ -118,7 +129,7 @@ def test_cli_flags_are_its_own_and_mltrain_prepare_runs_it(tmp_path):
         assert result.returncode == 1, result.stderr[-2000:]
         assert fragment in error_line(result)
 
-    source = write_text_formats(tmp_path, _examples())["header_tsv"]
+    source = write_text_formats(tmp_path, example_rows())["header_tsv"]
     out = tmp_path / "prepared"
     result = _run_prepare(
         [f"--input={source}", f"--output_dir={out}", "--num_shards=3"], program=("trainer", "prepare")

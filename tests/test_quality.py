@@ -3,7 +3,8 @@
 import glob
 import os
 
-from conftest import REPO, check_ok, read_metrics, run_trainer
+import pytest
+from helpers import REPO, check_ok, read_metrics, run_trainer
 
 CONFIGS = os.path.join(REPO, "configs")
 # A recipe is the model and its hyperparameters; where the data is and what to do are the user's.
@@ -40,6 +41,7 @@ def _train(recipe, tmp_path, data_flags):
     )
 
 
+@pytest.mark.e2e
 def test_goemotions_recipe_reaches_the_published_macro_f1(tmp_path, shared_data):
     """configs/goemotions.flags reaches BERT-base's macro-F1 0.46 on GoEmotions dev (docs/models.md)."""
     folder = os.path.join(shared_data, "goemotions")
@@ -57,6 +59,7 @@ def test_goemotions_recipe_reaches_the_published_macro_f1(tmp_path, shared_data)
     assert metrics["macro"]["f1"] >= 0.46
 
 
+@pytest.mark.e2e
 def test_yeast_recipe_reaches_micro_f1_064_and_hamming_020(tmp_path, shared_data):
     """configs/yeast.flags reaches micro-F1 >= 0.64 and Hamming loss <= 0.20 on yeast test at 0.5 (docs/models.md)."""
     folder = os.path.join(shared_data, "yeast")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import tensorflow as tf
-from conftest import TINY, check_ok, run_trainer
+from helpers import TINY, check_ok, run_trainer
 
 from trainer import paths
 
@@ -18,6 +18,7 @@ def run_dir(tmp_path_factory):
     return model_dir
 
 
+@pytest.mark.e2e
 def test_tensorboard_holds_a_pr_curve_per_label_at_each_evaluation(run_dir):
     curves = {}  # tag -> steps
     for path in glob.glob(os.path.join(run_dir, "tensorboard", "eval", "events.out.tfevents.*")):
@@ -31,6 +32,7 @@ def test_tensorboard_holds_a_pr_curve_per_label_at_each_evaluation(run_dir):
     assert all(steps == {10, 20} for steps in curves.values()), curves
 
 
+@pytest.mark.e2e
 def test_png_report_is_written_at_the_end(run_dir):
     path = os.path.join(run_dir, "report", "eval-20.png")
     with open(path, "rb") as f:

@@ -3,36 +3,27 @@
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
-from conftest import REPO, TINY, _env, check_ok, error_line, max_weight_difference, run_trainer
-from test_sources import TEXT_FLAGS, _examples, _write
+import pytest
+from helpers import (
+    TEXT_FLAGS,
+    TINY,
+    check_ok,
+    error_line,
+    example_rows,
+    max_weight_difference,
+    read_until,
+    run_trainer,
+    start_trainer,
+    start_workers,
+    write_lines,
+)
 
 from trainer.data import text
 
+pytestmark = pytest.mark.e2e  # Every test here starts the trainer or another program.
+
 DETERMINISTIC = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40"]
-
-
-def start_trainer(args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainer", *args], cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True
-    )
-
-
-def read_until(stream, pattern, lines, timeout=180):
-    """Reads `stream` line by line (kept in `lines`) until one matches `pattern`; returns the match."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-40:])}")
 
 
 def test_sigkill_and_restart_give_the_weights_of_an_uninterrupted_run(tmp_path):
@@ -99,17 +90,6 @@ def test_nan_loss_exits_2_naming_the_steps_and_rollbacks_are_bounded(tmp_path):
     retried = run_trainer(diverging + ["--max_nan_rollbacks=2"])
     assert retried.returncode == 2
     assert len(re.findall(r"rolled back to step 20", retried.stderr)) == 2
-
-
-def start_workers(num_workers, args, extra=()):
-    return subprocess.Popen(
-        [sys.executable, "-m", "launch", "local", f"--workers={num_workers}", *extra, "--", *args],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
@@ -192,10 +172,10 @@ def test_init_checkpoint_errors_are_one_line_and_write_nothing(tmp_path):
 
 def test_init_checkpoint_brings_the_vocabulary_its_embeddings_were_trained_on(tmp_path):
     """A warm-started text run uses the source run's vocabulary, not one built from its new data."""
-    rows = _examples(seed=0)
-    first = _write(tmp_path / "first.tsv", [f"{t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
+    rows = example_rows(seed=0)
+    first = write_lines(tmp_path / "first.tsv", [f"{t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
     # New data whose own vocabulary would start with a word the first never saw.
-    second = _write(tmp_path / "second.tsv", [f"zebra zebra {t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
+    second = write_lines(tmp_path / "second.tsv", [f"zebra zebra {t}\t{j % 5}" for j, (t, _, _) in enumerate(rows)])
     source, warm = str(tmp_path / "source"), str(tmp_path / "warm")
     flags = TEXT_FLAGS + ["--mode=train", "--train_steps=3", "--label_names=" + str(tmp_path / "labels.txt")]
     (tmp_path / "labels.txt").write_text("".join(f"l{j}\n" for j in range(5)))

@@ -3,12 +3,24 @@
 
 import json
 import os
-import random
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import check_ok, error_line, max_weight_difference, read_metrics, run_trainer
+from helpers import (
+    LABELS,
+    NUM_EXAMPLES,
+    TEXT_FLAGS,
+    check_ok,
+    error_line,
+    example_rows,
+    max_weight_difference,
+    read_metrics,
+    run_trainer,
+    write_lines,
+    write_numeric_formats,
+    write_text_formats,
+)
 
 from trainer import data
 from trainer.config import DataConfig
@@ -17,76 +29,7 @@ from trainer.data.tfds import GOEMOTIONS_LABELS
 from trainer.distribute import Topology
 from trainer.errors import UserError
 
-LABELS = ["joy", "anger", "fear", "love", "grief"]
-WORDS = ["happy", "sad", "Angry!", "it's", "Ça", "va", '"quoted"', "a,b", "love", "grief", "so", "much"]
-NUM_EXAMPLES = 37
-TEXT_FLAGS = ["--model=text_bow", "--global_batch_size=8", "--hidden_units=16", "--embedding_dim=8", "--max_tokens=40"]
 TEXT_FLAGS += ["--sequence_length=12", "--steps_per_loop=3", "--log_every_steps=3"]
-
-
-def _examples(seed=0):
-    """(text, label ids, features) rows: words with commas and quotes, 0-3 labels, one empty text."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(NUM_EXAMPLES):
-        words = "" if i == 5 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
-        ids = tuple(sorted(rng.sample(range(len(LABELS)), rng.randint(0, 3))))
-        rows.append((words, ids, tuple(round(rng.uniform(-2, 2), 3) for _ in range(3))))
-    return rows
-
-
-def _quote(cell: str) -> str:
-    return '"' + cell.replace('"', '""') + '"'
-
-
-def _write(path, lines) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
-    return str(path)
-
-
-def write_text_formats(folder, rows):
-    """The same text dataset as every text format the trainer reads; returns {name: path}."""
-    (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
-    paths = {
-        # GoEmotions: no header, ids, a comment id the trainer ignores; labels.txt beside it.
-        "goemotions_tsv": _write(
-            folder / "go.tsv", [f"{t}\t{','.join(map(str, ids))}\tid{i}" for i, (t, ids, _) in enumerate(rows)]
-        ),
-        "header_tsv": _write(
-            folder / "names.tsv",
-            ["id\ttext\tlabels"]
-            + [f"{i}\t{t}\t{', '.join(LABELS[j] for j in ids)}" for i, (t, ids, _) in enumerate(rows)],
-        ),
-        "csv": _write(
-            folder / "names.csv",
-            ["text,labels,id"]
-            + [f"{_quote(t)},{_quote(','.join(LABELS[j] for j in ids))},{i}" for i, (t, ids, _) in enumerate(rows)],
-        ),
-    }
-    with tf.io.TFRecordWriter(str(folder / "ids.tfrecord")) as writer:
-        for t, ids, _ in rows:
-            writer.write(tfrecord.make_example(t, ids))
-    paths["tfrecord_ids"] = str(folder / "ids.tfrecord")
-    with tf.io.TFRecordWriter(str(folder / "multi_hot.tfrecords")) as writer:
-        for t, ids, _ in rows:
-            feature = {
-                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
-                "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(j in ids) for j in range(5)])),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    paths["tfrecord_multi_hot"] = str(folder / "multi_hot.tfrecords")
-    return paths
-
-
-def write_numeric_formats(folder, rows):
-    header = ",".join([f"f{k}" for k in range(3)] + [f"label:{n}" for n in LABELS])
-    lines = [",".join([str(v) for v in f] + [str(int(j in ids)) for j in range(5)]) for _, ids, f in rows]
-    (folder / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
-    with tf.io.TFRecordWriter(str(folder / "numeric.tfrecord")) as writer:
-        for _, ids, features in rows:
-            writer.write(tfrecord.make_example(None, ids, features))
-    return {"csv": _write(folder / "numeric.csv", [header] + lines), "tfrecord": str(folder / "numeric.tfrecord")}
 
 
 def batches(path, batch_count=6, **config):
@@ -106,7 +49,7 @@ def assert_same_batches(reference, other):
 
 
 def test_every_text_format_yields_identical_batches(tmp_path):
-    rows = _examples()
+    rows = example_rows()
     paths = write_text_formats(tmp_path, rows)
     reference_split, reference = batches(paths.pop("goemotions_tsv"))
     assert reference_split.spec.label_names == LABELS
@@ -122,17 +65,17 @@ def test_every_text_format_yields_identical_batches(tmp_path):
 
 
 def test_blank_lines_are_skipped(tmp_path):
-    rows = _examples()
+    rows = example_rows()
     reference_split, reference = batches(write_text_formats(tmp_path, rows)["goemotions_tsv"])
     lines = [f"{t}\t{','.join(map(str, ids))}\tid{i}" for i, (t, ids, _) in enumerate(rows)]
     spaced = [line for i, line in enumerate(lines) for line in ((line, "", "  \t ") if i % 3 == 0 else (line,))]
-    split, other = batches(_write(tmp_path / "spaced.tsv", [""] + spaced))
+    split, other = batches(write_lines(tmp_path / "spaced.tsv", [""] + spaced))
     assert split.num_examples == reference_split.num_examples
     assert_same_batches(reference, other)
 
 
 def test_numeric_csv_and_tfrecord_yield_identical_batches(tmp_path):
-    paths = write_numeric_formats(tmp_path, _examples())
+    paths = write_numeric_formats(tmp_path, example_rows())
     split, reference = batches(paths["csv"])
     assert split.spec.label_names == LABELS and split.spec.feature_specs["features"].shape == (3,)
     assert split.spec.vocabulary == ()
@@ -159,8 +102,8 @@ def test_tfrecord_images_are_decoded_and_resized(tmp_path):
 
 
 def test_empty_texts_are_counted_and_kept(tmp_path, caplog):
-    path = _write(tmp_path / "t.tsv", ["hello there\t0", "\t1", "   \t1", "bye\t0"])
-    split = data.load_split(DataConfig(label_names=_write(tmp_path / "names.txt", ["a", "b"])), "train", path, 0)
+    path = write_lines(tmp_path / "t.tsv", ["hello there\t0", "\t1", "   \t1", "bye\t0"])
+    split = data.load_split(DataConfig(label_names=write_lines(tmp_path / "names.txt", ["a", "b"])), "train", path, 0)
     assert split.num_examples == 4
     assert "2 of 4 examples have empty text" in caplog.text
     tokens = [f["tokens"].numpy()[:2].tolist() for f, _ in split.examples]
@@ -205,18 +148,18 @@ def test_tfds_without_adapter_or_split_is_a_user_error(path, message):
 
 def _bad_inputs(folder):
     """{case: (flags, words the error line must hold)}; the files are written into `folder`."""
-    names = _write(folder / "names.txt", LABELS)
-    good = _write(folder / "good.tsv", ["fine text\t0,1"] * 4)
+    names = write_lines(folder / "names.txt", LABELS)
+    good = write_lines(folder / "good.tsv", ["fine text\t0,1"] * 4)
     header = "f0,f1,label:joy,label:anger"
-    empty = _write(folder / "empty.csv", ["text,labels"])
-    ids = _write(folder / "ids.tsv", ["a\t0", "b\t1,7"])
-    unknown = _write(folder / "n.csv", ["text,labels", "a,joy", 'b,"joy,glee"'])
-    label_columns = _write(folder / "lc.csv", [header, "1,2,0,1"])
-    non_numeric = _write(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
-    width = _write(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
-    empty_label = _write(folder / "el.csv", [header, "1,2,0,1", "1,2, ,1"])  # Empty is unknown; spaces are not.
-    non_finite = _write(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
-    with_id = _write(folder / "with_id.csv", ["id," + header, "a,1,2,0,1"])
+    empty = write_lines(folder / "empty.csv", ["text,labels"])
+    ids = write_lines(folder / "ids.tsv", ["a\t0", "b\t1,7"])
+    unknown = write_lines(folder / "n.csv", ["text,labels", "a,joy", 'b,"joy,glee"'])
+    label_columns = write_lines(folder / "lc.csv", [header, "1,2,0,1"])
+    non_numeric = write_lines(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
+    width = write_lines(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
+    empty_label = write_lines(folder / "el.csv", [header, "1,2,0,1", "1,2, ,1"])  # Empty is unknown; spaces not.
+    non_finite = write_lines(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
+    with_id = write_lines(folder / "with_id.csv", ["id," + header, "a,1,2,0,1"])
     with tf.io.TFRecordWriter(str(folder / "nan.tfrecord")) as writer:
         for features in ([1.0, 2.0], [1.0, 2.0], [3.0, float("nan")]):
             writer.write(tfrecord.make_example(None, [0], features))
@@ -283,6 +226,7 @@ BAD_INPUT_CASES = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
 def test_bad_input_exits_1_with_one_clear_line_before_training(tmp_path, case):
     flags, expected = _bad_inputs(tmp_path)[case]
@@ -297,8 +241,9 @@ def test_bad_input_exits_1_with_one_clear_line_before_training(tmp_path, case):
 # -- The vocabulary is saved with the model: resume, predict and eval tokenise as training did.
 
 
+@pytest.mark.e2e
 def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
-    rows = _examples()
+    rows = example_rows()
     paths = write_text_formats(tmp_path, rows)
     # A constant learning rate, so that stopping at step 3 (train_steps=3) changes no schedule.
     flags = [*TEXT_FLAGS, "--lr_schedule=constant"]
@@ -316,7 +261,7 @@ def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
     evaluated = run_trainer([f"--model_dir={straight}", "--mode=eval", f"--test_data={paths['csv']}", *flags])
     check_ok(evaluated)
     assert f"(1 csv file): {NUM_EXAMPLES} examples" in evaluated.stderr and "synthetic" not in evaluated.stderr
-    unlabelled = _write(tmp_path / "score.tsv", [t for t, _, _ in rows[6:15]])  # Blank lines are skipped.
+    unlabelled = write_lines(tmp_path / "score.tsv", [t for t, _, _ in rows[6:15]])  # Blank lines are skipped.
     check_ok(run_trainer([f"--model_dir={straight}", "--mode=predict", f"--test_data={unlabelled}", *flags]))
     with open(straight / "predictions.jsonl") as f:
         predictions = [json.loads(line) for line in f]
@@ -326,6 +271,7 @@ def test_vocabulary_is_saved_and_reused_by_resume_and_predict(tmp_path):
 # -- Real data (../shared/data): the sources carry a real signal.
 
 
+@pytest.mark.e2e
 def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
     """text_bow on GoEmotions dev beats predicting every label by 0.2 macro-F1, and tuning beats 0.5."""
     folder = os.path.join(shared_data, "goemotions")
@@ -355,6 +301,7 @@ def test_text_bow_on_goemotions_beats_a_trivial_baseline(tmp_path, shared_data):
     assert metrics["macro"]["f1"] > metrics["at_0.5"]["macro"]["f1"] + 0.02
 
 
+@pytest.mark.e2e
 def test_mlp_on_yeast_reaches_micro_f1_060(tmp_path, shared_data):
     """mlp on yeast (500 steps, batch 64, rate 0.003) reaches micro-F1 0.60 on the test split."""
     folder = os.path.join(shared_data, "yeast")

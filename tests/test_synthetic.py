@@ -3,7 +3,8 @@
 import json
 
 import numpy as np
-from conftest import check_ok, run_trainer
+import pytest
+from helpers import check_ok, run_trainer
 
 from trainer import data
 from trainer.config import DataConfig
@@ -28,6 +29,7 @@ def test_reader_reads_the_arrays_of_the_split_in_order_and_by_record_shard():
     np.testing.assert_array_equal(second, reader.features["features"][1::2])
 
 
+@pytest.mark.e2e
 def test_5000_labels_train_with_a_grown_token_vocabulary_and_bounded_log_lines(tmp_path):
     """Was a traceback (exit 2): 5,000 labels need 20,001 keyword ids, more than the 2,000 of the vocabulary."""
     model_dir = tmp_path / "run"
