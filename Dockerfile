@@ -2,8 +2,8 @@
 # The entrypoint derives TF_CONFIG from the pod's environment (launch/pod.py) and execs the trainer;
 # a container's arguments are the trainer's flags.
 
-# Pinned to the TensorFlow release the project pins (setup.py: tensorflow~=2.21.0), CUDA included.
-# For fully reproducible builds pin the digest too: tensorflow/tensorflow:2.21.0-gpu@sha256:...
+# The newest TensorFlow setup.py accepts (tensorflow>=2.20,<2.22), CUDA included. For TPUs use
+# Dockerfile.tpu. For fully reproducible builds pin the digest too: tensorflow/tensorflow:2.21.0-gpu@sha256:...
 FROM tensorflow/tensorflow:2.21.0-gpu
 
 # HOME under /tmp: the root filesystem is read-only in the pods, /tmp is their scratch volume.
@@ -29,7 +29,7 @@ COPY setup.py ./
 COPY trainer ./trainer
 COPY launch ./launch
 COPY configs ./configs
-# The base image's TensorFlow already satisfies tensorflow~=2.21.0, so pip keeps it.
+# The base image's TensorFlow already satisfies setup.py's tensorflow>=2.20,<2.22, so pip keeps it.
 RUN python -m pip install --no-compile . \
     && python -c "import launch.pod, trainer.main"
 

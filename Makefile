@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run check test lint format bench clean
+.PHONY: install run check test test-tf220 lint format bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,21 @@ check: install lint
 
 test: install lint
 	$(PY) -m pytest -q tests
+
+# The compatibility tier: the oldest TensorFlow setup.py accepts (2.20, the newest with a TPU build)
+# in a venv of its own, running the tests whose claims depend on TensorFlow's numerics and formats.
+TF220_VENV := $(VENV)/tf220
+TF220_TESTS := tests/test_parity.py tests/test_resume.py tests/test_metrics.py tests/test_export.py
+
+$(TF220_VENV)/.installed: setup.py
+	test -x $(TF220_VENV)/bin/python || $(PYTHON) -m venv $(TF220_VENV)
+	$(TF220_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TF220_VENV)/bin/python -m pip install --quiet -e ".[test]" "tensorflow==2.20.*" "tensorboard==2.20.*"
+	touch $@
+
+test-tf220: $(TF220_VENV)/.installed
+	$(TF220_VENV)/bin/python -c "import tensorflow as tf; assert tf.__version__.startswith('2.20.'), tf.__version__"
+	$(TF220_VENV)/bin/python -m pytest -q $(TF220_TESTS)
 
 bench: install
 	$(PY) bench/step_throughput.py

@@ -1,6 +1,30 @@
 """mltrain: multi-label classifier training with tf.distribute, from one CPU to a TPU slice."""
 
+import os
+
 from setuptools import find_packages, setup
+
+# `tensorflow` and `tensorflow-tpu` are two distributions of the same `tensorflow` module: pip
+# would install both side by side (each overwriting the other's files), so exactly one of them is
+# required. The default is the CPU/GPU build; the TPU image (Dockerfile.tpu) builds this package with
+# MLTRAIN_TENSORFLOW=tensorflow-tpu. tensorflow-tpu's newest release is 2.20.0 (there is no 2.21),
+# hence the 2.20 floor; it pulls in libtpu (docs/kubernetes.md, "TPU").
+TENSORFLOW_DISTRIBUTIONS = {
+    "tensorflow": [
+        "tensorflow>=2.20,<2.22",  # CI runs everything on 2.21 and a compatibility tier on 2.20 (make test-tf220).
+        "tensorboard>=2.20,<2.22",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in.
+    ],
+    "tensorflow-tpu": [
+        "tensorflow-tpu==2.20.0",
+        "tensorboard~=2.20.0",
+    ],
+}
+TENSORFLOW = os.environ.get("MLTRAIN_TENSORFLOW", "tensorflow")
+if TENSORFLOW not in TENSORFLOW_DISTRIBUTIONS:
+    raise SystemExit(
+        f"MLTRAIN_TENSORFLOW={TENSORFLOW} is not a TensorFlow distribution this package supports; "
+        f"use one of {', '.join(TENSORFLOW_DISTRIBUTIONS)} (or unset it)."
+    )
 
 setup(
     name="mltrain",
@@ -9,17 +33,17 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["trainer", "trainer.*", "launch", "launch.*"]),
     install_requires=[
-        "tensorflow~=2.21.0",  # Pinned to the 2.21 line: the distributed step is verified against it.
-        "tensorboard~=2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in.
+        *TENSORFLOW_DISTRIBUTIONS[TENSORFLOW],
         "absl-py>=2.1",
         "numpy>=1.26",
         "pyyaml>=6.0",  # `mllaunch k8s` patches the rendered manifests.
         "matplotlib>=3.8",  # report/<split>-<step>.png at the end of train_and_eval; imported lazily.
     ],
     extras_require={
-        # Optional: TF 2.21's TPUClusterResolver(tpu="local") works without it.
+        # Optional, for a TPU addressed by name from outside it (TPU Nodes): TensorFlow's
+        # TPUClusterResolver(tpu="local") on a TPU VM or GKE TPU node works without it.
         # Its google-api-core would take protobuf down to 3.x when installed on its own; the
-        # bound keeps protobuf where TensorFlow 2.21 needs it (tests/test_packaging.py).
+        # bound keeps protobuf where TensorFlow needs it (tests/test_packaging.py).
         "tpu": ["cloud-tpu-client==0.10", "protobuf>=6.31.1,<8"],
         # `tfds:NAME:SPLIT` sources; imported only when one is used.
         "tfds": ["tensorflow-datasets~=4.9.10"],

@@ -3,12 +3,15 @@
 kustomize (`kubectl kustomize`) builds the overlay, adding any name prefix and namespace so that
 every reference (pod subdomain, Service selector, claim, ServiceAccount) follows the new names.
 Then the run's image, worker count, restart budget and trainer flags are set on the workload:
-a Job, a JobSet or a TFJob. `render` prints the result; `apply` pipes it to `kubectl apply -f -`.
+a Job, a JobSet or a TFJob. With a Kueue queue, the workload also gets the queue label and is
+created suspended, so it starts only when Kueue admits it. `render` prints the result; `apply`
+pipes it to `kubectl apply -f -`. Every setting is checked before anything is built or applied.
 """
 
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +25,18 @@ from trainer.errors import UserError
 
 K8S_DIR = Path(__file__).resolve().parent.parent / "k8s"
 TRAINER_CONTAINERS = ("trainer", "tensorflow")  # `tensorflow` is the name Kubeflow TFJob requires.
-# (min, max) workers an overlay can run; None = no upper bound.
-WORKER_LIMITS: Dict[str, Tuple[int, Optional[int]]] = {
+# Kubernetes caps an Indexed Job (also a JobSet's child Job) at 100,000 completions.
+MAX_INDEXED_WORKERS = 100_000
+# (min, max) workers an overlay can run.
+WORKER_LIMITS: Dict[str, Tuple[int, int]] = {
     "single-gpu": (1, 1),  # Its claim is ReadWriteOnce: one pod.
     "tpu": (1, 1),  # TPUStrategy drives a single-host slice; multi-host TF on GKE is not supported yet.
 }
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The queue's name is a label value and a LocalQueue's name at once: both hold only this.
+_QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_MAX_LABEL_VALUE = 63
+_MAX_HOSTNAME = 63  # A pod hostname is one DNS label.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Run:
     image: str
     trainer_flags: Tuple[str, ...] = ()
     max_restarts: int = 3
+    queue: str = ""  # A Kueue LocalQueue; empty: not queued.
     name_prefix: str = ""
     namespace: str = ""
     k8s_dir: Path = K8S_DIR
@@ -148,6 +159,11 @@ def _patch_workload(doc: dict, run: Run) -> None:
     elif doc["kind"] == "TFJob":
         spec["tfReplicaSpecs"]["Worker"]["replicas"] = run.workers
         spec.setdefault("runPolicy", {})["backoffLimit"] = run.workers * run.max_restarts
+    if run.queue:
+        # Kueue admits the workload that carries the label, then unsuspends it. Created suspended, it
+        # cannot start before admission even where Kueue's webhook (which suspends it) is not in the path.
+        doc["metadata"].setdefault("labels", {})[QUEUE_LABEL] = run.queue
+        (spec.setdefault("runPolicy", {}) if doc["kind"] == "TFJob" else spec)["suspend"] = True
     for template in pod_templates(doc):
         container = trainer_container(template)
         container["image"] = run.image
@@ -159,20 +175,44 @@ def _patch_workload(doc: dict, run: Run) -> None:
         _check_model_dir(template, container)
 
 
-def render(run: Run) -> str:
-    """The manifests for `run`, as one multi-document YAML string."""
-    minimum, maximum = WORKER_LIMITS.get(run.overlay, (1, None))
-    if run.workers < minimum or (maximum is not None and run.workers > maximum):
-        allowed = f"exactly {minimum}" if minimum == maximum else f"at least {minimum}"
-        raise UserError(f"--overlay={run.overlay} runs {allowed} worker(s), not --workers={run.workers}.")
+def check(run: Run) -> None:
+    """The run's own settings, checked before kustomize runs: a bad one applies nothing."""
     if not run.image:
         raise UserError("--image is required: the trainer image, e.g. REGISTRY/mltrain:TAG (see Dockerfile).")
+    minimum, maximum = WORKER_LIMITS.get(run.overlay, (1, MAX_INDEXED_WORKERS))
+    if not minimum <= run.workers <= maximum:
+        allowed = f"exactly {minimum}" if minimum == maximum else f"{minimum} to {maximum:,}"
+        raise UserError(f"--overlay={run.overlay} runs {allowed} worker(s), not --workers={run.workers}.")
     if run.max_restarts < 0:
-        raise UserError(f"--max-restarts must be >= 0, got {run.max_restarts}.")
+        raise UserError(f"--max-restarts must be 0 or more (whole-group restarts), not {run.max_restarts}.")
+    if run.queue and (not _QUEUE_NAME.match(run.queue) or len(run.queue) > _MAX_LABEL_VALUE):
+        raise UserError(
+            f"--queue={run.queue!r} cannot name a Kueue LocalQueue in the label {QUEUE_LABEL}: use lower-case "
+            f"letters, digits, '-' and '.', starting and ending with a letter or digit, at most "
+            f"{_MAX_LABEL_VALUE} characters (`kubectl get localqueues` lists the queues)."
+        )
+
+
+def _check_hostnames(doc: dict, run: Run) -> None:
+    """The last worker's hostname (`<job>-<index>`) must be a DNS label, or its pod cannot be created."""
+    name = doc["metadata"]["name"]
+    if doc["kind"] == "JobSet":
+        name = f"{name}-{doc['spec']['replicatedJobs'][0]['name']}-0"  # The child Job.
+    hostname = f"{name}-{run.workers - 1}"
+    if doc["kind"] != "TFJob" and len(hostname) > _MAX_HOSTNAME:
+        raise UserError(
+            f"pod hostname {hostname!r} would be longer than {_MAX_HOSTNAME} characters; use a shorter --name-prefix."
+        )
+
+
+def render(run: Run) -> str:
+    """The manifests for `run`, as one multi-document YAML string."""
+    check(run)
     docs = [doc for doc in yaml.safe_load_all(kustomize(run)) if doc]
     workloads = [doc for doc in docs if doc.get("kind") in ("Job", "JobSet", "TFJob")]
     if len(workloads) != 1:
         raise UserError(f"overlay {run.overlay} must hold exactly one Job, JobSet or TFJob, found {len(workloads)}.")
+    _check_hostnames(workloads[0], run)
     _patch_workload(workloads[0], run)
     return yaml.safe_dump_all(docs, sort_keys=False)
 

@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     kube.add_argument(
         "--max-restarts", type=int, default=3, help="Whole-group restarts after failures before the run fails."
     )
+    kube.add_argument(
+        "--queue",
+        default="",
+        help="Kueue LocalQueue: labels the workload kueue.x-k8s.io/queue-name=QUEUE and creates it suspended.",
+    )
     kube.add_argument("--name-prefix", default="", help="Prefix for every name, so runs can share a namespace.")
     kube.add_argument("--namespace", default="", help="Namespace to put everything in (default: kubectl's).")
     kube.add_argument(
@@ -52,6 +57,7 @@ def _k8s(args, trainer_args) -> int:
         image=args.image,
         trainer_flags=tuple(trainer_args),
         max_restarts=args.max_restarts,
+        queue=args.queue,
         name_prefix=args.name_prefix,
         namespace=args.namespace,
         k8s_dir=args.k8s_dir,

@@ -1,4 +1,4 @@
-"""Runs the pods of a rendered Indexed Job on this machine, started as a kubelet would start them.
+"""Runs the pods of a rendered Indexed Job (or JobSet) on this machine, started as a kubelet would start them.
 
 Every pod gets exactly the env and args its manifest gives (downward-API fields resolved as the
 Job controller and kubelet would, plus JOB_COMPLETION_INDEX), the image's ENV and ENTRYPOINT
@@ -11,19 +11,29 @@ Job controller and kubelet would, plus JOB_COMPLETION_INDEX), the image's ENV an
 In `loopback` mode (no namespaces) the pods share this machine's network and filesystem: the
 entrypoint's documented MLTRAIN_ADDRESS_OVERRIDES maps each pod's DNS name to a loopback port,
 and mountPaths in the args are rewritten to the volumes' host directories.
+
+A JobSet becomes the child Jobs its controller would create (`jobset_child_jobs`), and
+`run_jobset` plays the controller's failure policy: when a pod fails, the rendered failurePolicy
+decides (tests/manifests.py `jobset_action`), and a restart deletes every pod (SIGTERM, then
+SIGKILL after the grace period; BlockingRecreate: all gone first) and starts the whole group again.
 """
 
+import copy
 import dataclasses
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
+
+from manifests import jobset_action
 
 NAMESPACE = "default"
 SANDBOX = Path(__file__).with_name("pod_sandbox.py")  # Runs inside each pod's namespaces.
@@ -129,6 +139,30 @@ def job_pods(job: dict, image: Dict[str, object], volume_dirs: Dict[str, str]) -
             )
         )
     return pods
+
+
+def jobset_child_jobs(jobset: dict) -> List[dict]:
+    """The Jobs the JobSet controller creates: `<jobset>-<replicatedJob>-<i>`, with the JobSet's labels
+    on their pods and, with DNS hostnames enabled, `spec.network.subdomain` as the pods' subdomain."""
+    name, spec = jobset["metadata"]["name"], jobset["spec"]
+    network = spec.get("network", {})
+    jobs = []
+    for replicated_job in spec["replicatedJobs"]:
+        for job_index in range(replicated_job.get("replicas", 1)):
+            job = copy.deepcopy(replicated_job["template"])
+            job["metadata"] = {"name": f"{name}-{replicated_job['name']}-{job_index}"}
+            template = job["spec"]["template"]
+            template.setdefault("metadata", {}).setdefault("labels", {}).update(
+                {
+                    "jobset.sigs.k8s.io/jobset-name": name,
+                    "jobset.sigs.k8s.io/replicatedjob-name": replicated_job["name"],
+                    "jobset.sigs.k8s.io/job-index": str(job_index),
+                }
+            )
+            if network.get("enableDNSHostnames"):
+                template["spec"]["subdomain"] = network.get("subdomain", name)
+            jobs.append(job)
+    return jobs
 
 
 def published_domain(job: dict, services: Sequence[dict]) -> str:
@@ -255,6 +289,26 @@ def _host_path(arg: str, mounts: Sequence[Dict[str, str]]) -> str:
     return arg
 
 
+def _start(pod: Pod, cluster: Optional[NetnsCluster], log_path: Path, work_dir: Path, cwd: str) -> None:
+    pod.log_path = log_path
+    if cluster:
+        spec_path = work_dir / f"{pod.hostname}.json"
+        spec_path.write_text(json.dumps({**dataclasses.asdict(pod), "process": None, "log_path": None, "cwd": cwd}))
+        argv, env, run_cwd = cluster.launch(pod, spec_path), {"PATH": os.environ["PATH"]}, "/"
+    else:
+        argv, env, run_cwd = pod.command, pod.env, cwd
+        argv = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+    with open(log_path, "wb") as log:
+        pod.process = subprocess.Popen(argv, env=env, cwd=run_cwd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _kill(pods: Sequence[Pod]) -> None:
+    for pod in pods:
+        if pod.process and pod.process.poll() is None:
+            pod.process.kill()
+            pod.process.wait()
+
+
 def run_pods(pods: Sequence[Pod], service: str, work_dir: Path, cwd: str, mode: str, timeout: float) -> List[int]:
     """Starts every pod at once (parallelism = completions), waits; returns the exit codes."""
     _prepare_volumes(pods)
@@ -265,18 +319,7 @@ def run_pods(pods: Sequence[Pod], service: str, work_dir: Path, cwd: str, mode: 
         if cluster:
             cluster.__enter__()
         for pod in pods:
-            pod.log_path = work_dir / f"{pod.hostname}.log"
-            if cluster:
-                spec_path = work_dir / f"{pod.hostname}.json"
-                spec_path.write_text(
-                    json.dumps({**dataclasses.asdict(pod), "process": None, "log_path": None, "cwd": cwd})
-                )
-                argv, env, run_cwd = cluster.launch(pod, spec_path), {"PATH": os.environ["PATH"]}, "/"
-            else:
-                argv, env, run_cwd = pod.command, pod.env, cwd
-                argv = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
-            with open(pod.log_path, "wb") as log:
-                pod.process = subprocess.Popen(argv, env=env, cwd=run_cwd, stdout=log, stderr=subprocess.STDOUT)
+            _start(pod, cluster, work_dir / f"{pod.hostname}.log", work_dir, cwd)
         codes = []
         for pod in pods:
             try:
@@ -285,9 +328,96 @@ def run_pods(pods: Sequence[Pod], service: str, work_dir: Path, cwd: str, mode: 
                 codes.append(None)
         return codes
     finally:
-        for pod in pods:
-            if pod.process and pod.process.poll() is None:
-                pod.process.kill()
-                pod.process.wait()
+        _kill(pods)
+        if cluster:
+            cluster.__exit__()
+
+
+def exit_code(returncode: int) -> int:
+    """The container exit code Kubernetes reports: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _delete(pods: Sequence[Pod], grace_seconds: float) -> None:
+    """Pod deletion: SIGTERM, then SIGKILL whatever still runs after the grace period."""
+    for pod in pods:
+        if pod.process.poll() is None:
+            pod.process.send_signal(signal.SIGTERM)
+    deadline = time.time() + grace_seconds
+    for pod in pods:
+        try:
+            pod.process.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            pod.process.kill()
+            pod.process.wait()
+
+
+@dataclasses.dataclass
+class JobSetRun:
+    """What the emulated JobSet went through: one list of pods per attempt, the restarts, the end."""
+
+    attempts: List[List[Pod]]
+    restarts: int
+    outcome: str  # "Completed", or the failure-policy action that ended it.
+    failures: List[str]  # "<hostname> exit <code> -> <action>", in order.
+
+
+def run_jobset(
+    jobset: dict,
+    services: Sequence[dict],
+    image: Dict[str, object],
+    volume_dirs: Dict[str, str],
+    work_dir: Path,
+    cwd: str,
+    mode: str,
+    timeout: float,
+    grace_seconds: float,
+    while_running: Callable[[int, List[Pod]], None] = lambda attempt, pods: None,
+) -> JobSetRun:
+    """Runs the JobSet's pods as its controller would, restarting the whole group as its failurePolicy
+    says. `while_running(attempt, pods)` is called every 50 ms while an attempt runs (to kill a pod)."""
+    (child,) = jobset_child_jobs(jobset)  # One replicated Job of one Job: the group of workers.
+    service = published_domain(child, services)
+    max_restarts = jobset["spec"]["failurePolicy"].get("maxRestarts", 0)
+    run = JobSetRun(attempts=[], restarts=0, outcome="", failures=[])
+    cluster = None
+    deadline = time.time() + timeout
+    try:
+        while not run.outcome:
+            pods = job_pods(child, image, volume_dirs)
+            _prepare_volumes(pods)
+            if mode == "netns" and cluster is None:
+                cluster = NetnsCluster(pods, service).__enter__()  # Same pod IPs for every attempt.
+            elif mode != "netns":
+                loopback_pods(pods, service)
+            attempt = len(run.attempts)
+            run.attempts.append(pods)
+            for pod in pods:
+                _start(pod, cluster, work_dir / f"{pod.hostname}.attempt{attempt}.log", work_dir, cwd)
+            while True:
+                codes = [pod.process.poll() for pod in pods]
+                failed = [pod for pod, code in zip(pods, codes) if code not in (None, 0)]
+                if failed:
+                    code = exit_code(failed[0].process.returncode)
+                    action = jobset_action(jobset, exit_code=code)
+                    run.failures.append(f"{failed[0].hostname} exit {code} -> {action}")
+                    _delete(pods, grace_seconds)  # BlockingRecreate: the old group is gone first.
+                    if action == "FailJobSet" or (action == "RestartJobSet" and run.restarts >= max_restarts):
+                        run.outcome = action
+                    elif action == "RestartJobSet":
+                        run.restarts += 1
+                    break
+                if all(code == 0 for code in codes):
+                    run.outcome = "Completed"
+                    break
+                if time.time() > deadline:
+                    run.outcome = "Timeout"
+                    break
+                while_running(attempt, pods)
+                time.sleep(0.05)
+        return run
+    finally:
+        for pods in run.attempts:
+            _kill(pods)
         if cluster:
             cluster.__exit__()

@@ -1,6 +1,6 @@
 """k8s/ and `mllaunch k8s`: every overlay builds with kustomize, validates strictly against the
-Kubernetes 1.32 schemas (and the TFJob/JobSet CRD schemas), and is wired the way no schema checks:
-names, selectors, counts, ports, failure handling and security."""
+Kubernetes 1.32 schemas (and the TFJob/JobSet CRD schemas), with and without a Kueue queue, and is
+wired the way no schema checks: names, selectors, counts, ports, failure handling, queue labels."""
 
 import copy
 import json
@@ -11,7 +11,21 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from manifests import BIN, KUBECTL, REPO, WORKERS, env_of, only, render, requires_kubectl, trainer, workload
+from manifests import (
+    BIN,
+    JOBSET_OVERLAYS,
+    KUBECTL,
+    REPO,
+    WORKERS,
+    env_of,
+    job_failure,
+    jobset_action,
+    only,
+    render,
+    requires_kubectl,
+    trainer,
+    workload,
+)
 
 from launch import k8s, pod
 
@@ -58,14 +72,15 @@ def crd_validator(kind):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("overlay", sorted(WORKERS))
-@pytest.mark.parametrize("source", ["kubectl kustomize", "mllaunch k8s render"])
+@pytest.mark.parametrize("source", ["kubectl kustomize", "mllaunch k8s render", "mllaunch k8s render --queue"])
 def test_overlay_validates_strictly_against_kubernetes_1_32(overlay, source, tmp_path):
     if source == "kubectl kustomize":
         built = subprocess.run([KUBECTL, "kustomize", REPO / "k8s" / "overlays" / overlay], capture_output=True)
         assert built.returncode == 0, built.stderr.decode()
         text = built.stdout.decode()
     else:
-        text = yaml.safe_dump_all(render(overlay, flags=["--train_steps=100"]))
+        queue = "team-a.gpu" if source.endswith("--queue") else ""
+        text = yaml.safe_dump_all(render(overlay, flags=["--train_steps=100"], queue=queue))
     (tmp_path / "manifests.yaml").write_text(text)
     result = subprocess.run(
         [
@@ -86,10 +101,13 @@ def test_overlay_validates_strictly_against_kubernetes_1_32(overlay, source, tmp
     )
 
 
-@pytest.mark.parametrize("overlay, kind", [("tpu", "JobSet"), ("tfjob", "TFJob")])
-def test_custom_resource_validates_against_its_crd_schema(overlay, kind):
+@pytest.mark.parametrize("queue", ["", "team-a"])
+@pytest.mark.parametrize(
+    "overlay, kind", [("multi-worker-gpu-jobset", "JobSet"), ("tpu", "JobSet"), ("tfjob", "TFJob")]
+)
+def test_custom_resource_validates_against_its_crd_schema(overlay, kind, queue):
     api_version, validator = crd_validator(kind)
-    resource = only(render(overlay, workers=1), kind)
+    resource = only(render(overlay, queue=queue), kind)
     assert resource["apiVersion"] == api_version
     errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(resource)]
     assert not errors, errors
@@ -125,7 +143,7 @@ def _pod_env(container, job_name, index):
     return env
 
 
-@pytest.mark.parametrize("overlay", ["single-gpu", "multi-worker-gpu", "tpu"])
+@pytest.mark.parametrize("overlay", ["single-gpu", "multi-worker-gpu", "multi-worker-gpu-jobset", "tpu"])
 def test_service_names_and_selects_the_workers_and_tf_config_agrees(overlay):
     docs = render(overlay)
     service, work = only(docs, "Service"), workload(docs)
@@ -168,6 +186,20 @@ def test_service_names_and_selects_the_workers_and_tf_config_agrees(overlay):
         assert spec["cluster"]["worker"] == [f"{job_name}-{i}.{name}:{port}" for i in range(workers)]
 
 
+@pytest.mark.e2e
+def test_tpu_overlay_names_the_tpu_image():
+    # Plain kustomize users set `images: [{name: mltrain-tpu, ...}]`: the name says which image it is.
+    built = subprocess.run([KUBECTL, "kustomize", REPO / "k8s" / "overlays" / "tpu"], capture_output=True, text=True)
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert k8s.trainer_container(next(k8s.pod_templates(workload(docs))))["image"] == "mltrain-tpu"
+    for overlay in sorted(set(WORKERS) - {"tpu"}):
+        built = subprocess.run(
+            [KUBECTL, "kustomize", REPO / "k8s" / "overlays" / overlay], capture_output=True, text=True
+        )
+        docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+        assert k8s.trainer_container(next(k8s.pod_templates(workload(docs))))["image"] == "mltrain"
+
+
 def test_tfjob_leaves_the_cluster_to_the_operator():
     docs = render("tfjob")
     tfjob = only(docs, "TFJob")
@@ -191,55 +223,34 @@ def test_every_name_reference_follows_the_prefix(overlay):
     assert all(name.startswith("exp1-") for _, name in names)
 
 
-def _job_failure(rules, container, exit_code=None, condition=None):
-    """The Job controller's failure message for the first podFailurePolicy rule the pod matches."""
-    for index, rule in enumerate(rules):
-        codes = rule.get("onExitCodes", {})
-        if exit_code is not None and codes.get("containerName") == container and exit_code in codes.get("values", []):
-            assert codes["operator"] == "In"
-            failed = f"Container {container} for pod ns/p failed with exit code {exit_code}"
-            return rule["action"], f"{failed} matching {rule['action']} rule at index {index}"
-        if condition and any(c["type"] == condition for c in rule.get("onPodConditions", [])):
-            return rule["action"], f"Pod ns/p has condition {condition} matching {rule['action']} rule at index {index}"
-    return "Count", None
-
-
 @pytest.mark.parametrize("overlay", ["single-gpu", "multi-worker-gpu"])
 def test_job_never_retries_a_user_error_and_restarts_after_preemption(overlay):
     docs = render(overlay)
     job = only(docs, "Job")
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy needs it.
-    assert _job_failure(rules, "trainer", exit_code=1)[0] == "FailJob"
-    assert _job_failure(rules, "trainer", exit_code=75)[0] == "Ignore"
-    assert _job_failure(rules, "trainer", condition="DisruptionTarget")[0] == "Ignore"
-    assert _job_failure(rules, "trainer", exit_code=2)[0] == "Count"
+    assert job_failure(rules, "trainer", exit_code=1)[0] == "FailJob"
+    assert job_failure(rules, "trainer", exit_code=75)[0] == "Ignore"
+    assert job_failure(rules, "trainer", condition="DisruptionTarget")[0] == "Ignore"
+    assert job_failure(rules, "trainer", exit_code=2)[0] == "Count"
     # Each whole-group restart can fail every worker once.
     assert job["spec"]["backoffLimit"] == WORKERS[overlay] * 3
 
 
-def test_jobset_restarts_the_whole_group_except_after_a_user_error():
-    jobset = only(render("tpu"), "JobSet")
+@pytest.mark.parametrize("overlay", JOBSET_OVERLAYS)
+def test_jobset_restarts_the_whole_group_except_after_a_user_error(overlay):
+    jobset = only(render(overlay, max_restarts=5), "JobSet")
     job_spec = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]
     assert job_spec["backoffLimit"] == 0 and job_spec["template"]["spec"]["restartPolicy"] == "Never"
     policy = jobset["spec"]["failurePolicy"]
-    assert policy["maxRestarts"] == 3
-
-    def jobset_action(exit_code=None, condition=None):
-        action, message = _job_failure(job_spec["podFailurePolicy"]["rules"], "trainer", exit_code, condition)
-        reason = "PodFailurePolicy" if action == "FailJob" else "BackoffLimitExceeded"
-        for rule in policy["rules"]:  # JobSet: the first rule whose reason and message pattern match.
-            patterns = rule.get("onJobFailureMessagePatterns", [])
-            if reason in rule.get("onJobFailureReasons", [reason]) and (
-                not patterns or any(re.search(p, message or "") for p in patterns)
-            ):
-                return rule["action"]
-        return "RestartJobSet"
-
-    assert jobset_action(exit_code=1) == "FailJobSet"
-    assert jobset_action(exit_code=75) == "RestartJobSetAndIgnoreMaxRestarts"
-    assert jobset_action(condition="DisruptionTarget") == "RestartJobSetAndIgnoreMaxRestarts"
-    assert jobset_action(exit_code=2) == "RestartJobSet"
+    assert policy["maxRestarts"] == 5  # --max-restarts
+    # The old group is gone (its SIGTERM saves done) before the new one starts.
+    assert policy["restartStrategy"] == "BlockingRecreate"
+    assert jobset_action(jobset, exit_code=1) == "FailJobSet"
+    assert jobset_action(jobset, exit_code=75) == "RestartJobSetAndIgnoreMaxRestarts"
+    assert jobset_action(jobset, condition="DisruptionTarget") == "RestartJobSetAndIgnoreMaxRestarts"
+    assert jobset_action(jobset, exit_code=2) == "RestartJobSet"
+    assert jobset_action(jobset, exit_code=137) == "RestartJobSet"  # SIGKILLed (OOM, node lost).
 
 
 def test_tfjob_restarts_failed_workers_within_a_budget():
@@ -256,5 +267,37 @@ def test_model_dir_is_on_a_claim_every_worker_can_mount(overlay):
     (volume,) = [v for v in template["spec"]["volumes"] if "persistentVolumeClaim" in v]
     (mount,) = [m for m in k8s.trainer_container(template)["volumeMounts"] if m["name"] == volume["name"]]
     assert k8s.flag_value(k8s.trainer_container(template)["args"], "model_dir").startswith(mount["mountPath"] + "/")
-    expected = ["ReadWriteMany"] if overlay in ("multi-worker-gpu", "tfjob") else ["ReadWriteOnce"]
+    expected = ["ReadWriteOnce"] if overlay in ("single-gpu", "tpu") else ["ReadWriteMany"]
     assert claim["spec"]["accessModes"] == expected
+
+
+# -- Kueue ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", sorted(WORKERS))
+def test_queue_labels_the_workload_and_creates_it_suspended(overlay):
+    docs = render(overlay, queue="team-a")
+    work = workload(docs)
+    assert work["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # Kueue admits the workload that carries the label, and unsuspends it when it fits the quota.
+    suspend = work["spec"]["runPolicy"]["suspend"] if work["kind"] == "TFJob" else work["spec"]["suspend"]
+    assert suspend is True
+    # Only the workload: the Service, claim and ServiceAccount are not Kueue's, nor are the pods.
+    for doc in docs:
+        if doc is not work:
+            assert "kueue.x-k8s.io/queue-name" not in doc["metadata"].get("labels", {})
+    for template in k8s.pod_templates(work):
+        assert "kueue.x-k8s.io/queue-name" not in template["metadata"].get("labels", {})
+    # The rest is the render without a queue.
+    plain = workload(render(overlay))
+    for doc in (work, plain):
+        doc["metadata"]["labels"].pop("kueue.x-k8s.io/queue-name", None)
+        (doc["spec"].get("runPolicy", doc["spec"]) if doc["kind"] == "TFJob" else doc["spec"]).pop("suspend", None)
+    assert work == plain
+
+
+@pytest.mark.parametrize("overlay", sorted(WORKERS))
+def test_without_a_queue_nothing_is_queued_or_suspended(overlay):
+    work = workload(render(overlay))
+    assert "kueue.x-k8s.io/queue-name" not in work["metadata"].get("labels", {})
+    assert "suspend" not in work["spec"] and "suspend" not in work["spec"].get("runPolicy", {})

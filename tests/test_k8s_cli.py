@@ -54,7 +54,8 @@ def test_user_errors_are_one_line_and_exit_1():
     cases = [
         (
             ["--overlay", "nope"],
-            "--overlay=nope does not exist; choose one of multi-worker-gpu, single-gpu, tfjob, tpu",
+            "--overlay=nope does not exist; choose one of "
+            "multi-worker-gpu, multi-worker-gpu-jobset, single-gpu, tfjob, tpu",
         ),
         (["--overlay", "single-gpu", "--workers", "2"], "runs exactly 1 worker(s)"),
         (["--overlay", "tpu", "--workers", "4"], "runs exactly 1 worker(s)"),
@@ -67,6 +68,43 @@ def test_user_errors_are_one_line_and_exit_1():
         result = mllaunch("k8s", "render", "--image", IMAGE, "--kubectl", str(KUBECTL), *args)
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
+
+
+BAD_SETTINGS = [
+    (["--overlay", "multi-worker-gpu-jobset", "--queue", "team/a"], "--queue='team/a' cannot name a Kueue LocalQueue"),
+    (["--overlay", "multi-worker-gpu", "--queue", "Team-A"], "use lower-case letters, digits, '-' and '.'"),
+    (["--overlay", "tfjob", "--queue", "q" * 64], "at most 63 characters"),
+    (["--overlay", "multi-worker-gpu-jobset", "--workers", "0"], "runs 1 to 100,000 worker(s), not --workers=0"),
+    (["--overlay", "multi-worker-gpu", "--workers", "100001"], "runs 1 to 100,000 worker(s), not --workers=100001"),
+    (["--overlay", "tpu", "--workers", "0"], "runs exactly 1 worker(s), not --workers=0"),
+    (["--overlay", "multi-worker-gpu-jobset", "--max-restarts", "-1"], "--max-restarts must be 0 or more"),
+    (
+        ["--overlay", "multi-worker-gpu-jobset", "--workers", "10", "--name-prefix", "x" * 48 + "-"],
+        "-mltrain-worker-0-9' would be longer than 63 characters; use a shorter --name-prefix",
+    ),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args, message", BAD_SETTINGS)
+def test_bad_settings_are_one_line_exit_1_and_nothing_is_applied(args, message, tmp_path):
+    kubectl = recording_kubectl(tmp_path)
+    result = mllaunch("k8s", "apply", "--image", IMAGE, "--kubectl", str(kubectl), *args, "--", "--train_steps=7")
+    assert result.returncode == 1, (args, result.stderr)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "applied").exists()  # kubectl apply never ran.
+
+
+def recording_kubectl(tmp_path):
+    """A kubectl that kustomizes for real and records what `apply` would send to the cluster."""
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = kustomize ]; then exec {KUBECTL} "$@"; fi\n'
+        f'echo "$@" > {tmp_path}/args\ncat > {tmp_path}/applied\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake
 
 
 @pytest.mark.e2e
@@ -90,13 +128,7 @@ def test_apply_without_kubectl_says_how_to_get_it(tmp_path):
 
 @pytest.mark.e2e
 def test_apply_pipes_the_rendered_manifests_to_kubectl_apply(tmp_path):
-    # A kubectl that kustomizes for real and records what `apply` would send to the cluster.
-    fake = tmp_path / "kubectl"
-    fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = kustomize ]; then exec {KUBECTL} "$@"; fi\n'
-        f'echo "$@" > {tmp_path}/args\ncat > {tmp_path}/applied\n'
-    )
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    fake = recording_kubectl(tmp_path)
     result = mllaunch(
         "k8s", "apply", "--workers", "2", "--image", IMAGE, "--overlay", "multi-worker-gpu", "--kubectl", str(fake),
         "--", "--train_steps=7",
@@ -105,3 +137,17 @@ def test_apply_pipes_the_rendered_manifests_to_kubectl_apply(tmp_path):
     assert (tmp_path / "args").read_text().split() == ["apply", "-f", "-"]
     applied = list(yaml.safe_load_all((tmp_path / "applied").read_text()))
     assert applied == render("multi-worker-gpu", workers=2, flags=("--train_steps=7",), prefix="")
+
+
+@pytest.mark.e2e
+def test_queued_apply_sends_the_labelled_suspended_jobset(tmp_path):
+    fake = recording_kubectl(tmp_path)
+    result = mllaunch(
+        "k8s", "apply", "--overlay", "multi-worker-gpu-jobset", "--workers", "4", "--max-restarts", "2",
+        "--queue", "team-a", "--image", IMAGE, "--kubectl", str(fake), "--", "--train_steps=7",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    jobset = workload([d for d in yaml.safe_load_all((tmp_path / "applied").read_text()) if d])
+    assert jobset["kind"] == "JobSet" and jobset["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert jobset["spec"]["suspend"] is True and jobset["spec"]["failurePolicy"]["maxRestarts"] == 2
+    assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["completions"] == 4

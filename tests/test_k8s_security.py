@@ -13,15 +13,18 @@ pytestmark = requires_kubectl
 WRITABLE_VOLUME_KINDS = ("emptyDir", "persistentVolumeClaim")
 
 
-def dockerfile_instructions():
-    """(INSTRUCTION, argument) pairs of the Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
+IMAGES = ("Dockerfile", "Dockerfile.tpu")
+
+
+def dockerfile_instructions(name="Dockerfile"):
+    """(INSTRUCTION, argument) pairs of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (REPO / name).read_text())
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
-def image_user():
-    (user,) = [arg for instruction, arg in dockerfile_instructions() if instruction == "USER"]
+def image_user(name="Dockerfile"):
+    (user,) = [arg for instruction, arg in dockerfile_instructions(name) if instruction == "USER"]
     return user
 
 
@@ -68,7 +71,7 @@ def test_resources_are_requested_and_limited(overlay):
 
 
 def test_accelerators_are_requested_where_the_overlay_says():
-    for overlay in ("single-gpu", "multi-worker-gpu", "tfjob"):
+    for overlay in ("single-gpu", "multi-worker-gpu", "multi-worker-gpu-jobset", "tfjob"):
         assert trainer(render(overlay))["resources"]["limits"]["nvidia.com/gpu"] == "1"
     template = templates(render("tpu"))[0]
     assert {"cloud.google.com/gke-tpu-accelerator", "cloud.google.com/gke-tpu-topology"} <= set(
@@ -100,12 +103,41 @@ def test_termination_grace_outlasts_a_checkpoint_save():
 # -- The image -------------------------------------------------------------------------------------
 
 
-def test_dockerfile_pins_tensorflow_runs_non_root_and_enters_through_the_pod_entrypoint():
-    instructions = dockerfile_instructions()
+def setup_requirement(name):
+    """The requirement on `name` in setup.py (the CPU/GPU one unless MLTRAIN_TENSORFLOW says otherwise)."""
+    from packaging.requirements import Requirement
+
+    (text,) = re.findall(rf'"({re.escape(name)}[=<>~][^"]*)"', (REPO / "setup.py").read_text())
+    return Requirement(text)
+
+
+def test_gpu_image_tensorflow_is_one_setup_py_accepts():
+    (base,) = [arg for instruction, arg in dockerfile_instructions() if instruction == "FROM"]
+    match = re.fullmatch(r"tensorflow/tensorflow:(2\.\d+\.\d+)-gpu(@sha256:[0-9a-f]{64})?", base)
+    assert match, base
+    assert setup_requirement("tensorflow").specifier.contains(match.group(1)), (base, setup_requirement("tensorflow"))
+
+
+def test_tpu_image_is_python_with_tensorflow_tpu_and_no_gpu_base():
+    instructions = dockerfile_instructions("Dockerfile.tpu")
     (base,) = [arg for instruction, arg in instructions if instruction == "FROM"]
-    assert re.fullmatch(r"tensorflow/tensorflow:2\.21\.\d+-gpu(@sha256:[0-9a-f]{64})?", base), base
-    assert "tensorflow~=2.21.0" in (REPO / "setup.py").read_text()  # The base is the version the project pins.
-    user = image_user()
+    assert re.fullmatch(r"python:3\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base  # No CUDA, no TF base.
+    args = dict(arg.split("=", 1) for instruction, arg in instructions if instruction == "ARG")
+    assert setup_requirement("tensorflow-tpu").specifier.contains(args["TENSORFLOW_TPU_VERSION"])
+    assert re.fullmatch(r"0\.0\.\d+", args["LIBTPU_VERSION"])  # Pinned, not whatever is newest.
+    env = dict(a.split("=", 1) for i, arg in instructions if i == "ENV" for a in shlex.split(arg))
+    assert env["MLTRAIN_TENSORFLOW"] == "tensorflow-tpu"  # setup.py then never asks for `tensorflow`.
+    runs = [arg for instruction, arg in instructions if instruction == "RUN"]
+    assert any('"tensorflow-tpu==${TENSORFLOW_TPU_VERSION}" "libtpu==${LIBTPU_VERSION}"' in run for run in runs)
+    # The build itself fails if pip left a conflict or installed the CPU/GPU distribution.
+    assert any("pip check" in run and "! python -m pip show --quiet tensorflow " in run for run in runs)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_dockerfile_runs_non_root_and_enters_through_the_pod_entrypoint(name):
+    instructions = dockerfile_instructions(name)
+    user = image_user(name)
+    assert user == image_user("Dockerfile")  # Both images run as the manifests' uid.
     assert user.split(":")[0] not in ("root", "0") and re.fullmatch(r"\d+:\d+", user)
     names = [instruction for instruction, _ in instructions]
     assert names.index("USER") > max(i for i, name in enumerate(names) if name == "RUN"), "USER must follow every RUN"
@@ -113,6 +145,8 @@ def test_dockerfile_pins_tensorflow_runs_non_root_and_enters_through_the_pod_ent
     assert entrypoint == ["/usr/bin/tini", "--", "python", "-m", "launch.pod", "--"]
     assert re.search(r"apt-get install .*\btini\b", " ".join(arg for i, arg in instructions if i == "RUN"))
     assert not [arg for instruction, arg in instructions if instruction == "CMD"]  # Args are the trainer's flags.
+    known = {"FROM", "ENV", "ARG", "RUN", "WORKDIR", "COPY", "USER", "EXPOSE", "ENTRYPOINT"}
+    assert set(names) <= known, set(names) - known  # A typo in an instruction fails here, not in docker build.
     env = dict(a.split("=", 1) for i, arg in instructions if i == "ENV" for a in shlex.split(arg))
     assert env["HOME"] == "/tmp"  # Writable under readOnlyRootFilesystem (an emptyDir).
     for instruction, arg in instructions:

@@ -1,18 +1,28 @@
-"""launch.pod: TF_CONFIG from the pod's environment, and the rendered Job's pods really training.
+"""launch.pod: TF_CONFIG from the pod's environment, and the rendered Job's and JobSet's pods really training.
 
-The last test takes the rendered multi-worker manifest and starts its two pods the way a kubelet
-would (pod_emulation.py), each in its own network namespace where that is possible.
+The last tests take the rendered multi-worker manifests and start their two pods the way a kubelet
+would (pod_emulation.py), each in its own network namespace where that is possible; the JobSet's
+controller is played too: a worker is killed, the whole group restarts and finishes from the checkpoint.
 """
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
 import pytest
 from manifests import REPO, render, requires_kubectl
-from pod_emulation import dockerfile_image, job_pods, netns_available, published_domain, run_pods
+from pod_emulation import (
+    dockerfile_image,
+    job_pods,
+    jobset_child_jobs,
+    netns_available,
+    published_domain,
+    run_jobset,
+    run_pods,
+)
 
 from launch import pod
 from trainer.errors import UserError
@@ -119,15 +129,8 @@ TINY_RUN = [
 ]
 
 
-@requires_kubectl
-def test_rendered_two_worker_job_trains_to_identical_weights(tmp_path, capsys):
-    docs = render("multi-worker-gpu", workers=2, flags=TINY_RUN, prefix="")
-    (job,) = [d for d in docs if d["kind"] == "Job"]
-    domain = published_domain(job, [d for d in docs if d["kind"] == "Service"])
-    volume_dirs = {v["name"]: str(tmp_path / "volumes" / v["name"]) for v in job["spec"]["template"]["spec"]["volumes"]}
-    pods = job_pods(job, dockerfile_image(REPO / "Dockerfile"), volume_dirs)
-    assert len(pods) == 2
-
+def emulation_mode(pods, capsys) -> str:
+    """`netns` where this machine allows network namespaces, else `loopback`; printed in every run."""
     # The pods run this checkout's code and venv, so no volume may hide them (e.g. a checkout in /tmp).
     hidden = [m["target"] for m in pods[0].mounts if REPO.is_relative_to(m["target"])]
     why_not = (
@@ -136,8 +139,20 @@ def test_rendered_two_worker_job_trains_to_identical_weights(tmp_path, capsys):
         or (os.environ.get("POD_EMULATION") == "loopback" and "POD_EMULATION=loopback")
     )
     mode = "loopback" if why_not else "netns"
-    with capsys.disabled():  # Shown in every run: which emulation this machine allowed.
+    with capsys.disabled():
         print(f"\npod emulation: {mode}" + (f" (netns not possible: {why_not})" if why_not else ""))
+    return mode
+
+
+@requires_kubectl
+def test_rendered_two_worker_job_trains_to_identical_weights(tmp_path, capsys):
+    docs = render("multi-worker-gpu", workers=2, flags=TINY_RUN, prefix="")
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    domain = published_domain(job, [d for d in docs if d["kind"] == "Service"])
+    volume_dirs = {v["name"]: str(tmp_path / "volumes" / v["name"]) for v in job["spec"]["template"]["spec"]["volumes"]}
+    pods = job_pods(job, dockerfile_image(REPO / "Dockerfile"), volume_dirs)
+    assert len(pods) == 2
+    mode = emulation_mode(pods, capsys)
     codes = run_pods(pods, domain, tmp_path, cwd=str(REPO), mode=mode, timeout=150)
     logs = [p.log_path.read_text(errors="replace") for p in pods]
     assert codes == [0, 0], "\n\n".join(
@@ -154,3 +169,74 @@ def test_rendered_two_worker_job_trains_to_identical_weights(tmp_path, capsys):
     assert digests[0] and digests[0] == digests[1], digests
     # The chief wrote the checkpoint onto the claim, through the mountPath in the manifest's args.
     assert (tmp_path / "volumes" / "model" / "emulated" / "checkpoints" / "checkpoint").exists()
+
+
+# Long enough that a worker can be killed between the first checkpoint and the end.
+KILLED_RUN = [
+    *[flag for flag in TINY_RUN if not flag.startswith("--train_steps")],
+    "--train_steps=300",
+    "--checkpoint_every_steps=20",
+]
+
+
+@requires_kubectl
+def test_rendered_jobset_restarts_the_group_after_a_killed_worker_and_finishes_from_the_checkpoint(tmp_path, capsys):
+    docs = render("multi-worker-gpu-jobset", workers=2, flags=KILLED_RUN, prefix="", max_restarts=1)
+    (jobset,) = [d for d in docs if d["kind"] == "JobSet"]
+    (child,) = jobset_child_jobs(jobset)
+    volume_dirs = {
+        v["name"]: str(tmp_path / "volumes" / v["name"]) for v in child["spec"]["template"]["spec"]["volumes"]
+    }
+    image = dockerfile_image(REPO / "Dockerfile")
+    mode = emulation_mode(job_pods(child, image, volume_dirs), capsys)
+    checkpoint_index = tmp_path / "volumes" / "model" / "emulated" / "checkpoints" / "checkpoint"
+    killed_after = []
+
+    def kill_worker_1_after_the_first_checkpoint(attempt, pods):
+        if attempt == 0 and not killed_after and checkpoint_index.exists():
+            killed_after.append(checkpoint_index.read_text())
+            pods[1].process.send_signal(signal.SIGKILL)  # Node lost, OOM-killed: no save, no goodbye.
+
+    run = run_jobset(
+        jobset, [d for d in docs if d["kind"] == "Service"], image, volume_dirs, tmp_path, cwd=str(REPO), mode=mode,
+        timeout=600, grace_seconds=30, while_running=kill_worker_1_after_the_first_checkpoint,
+    )  # fmt: skip
+    logs = [[p.log_path.read_text(errors="replace") for p in pods] for pods in run.attempts]
+    shown = "\n\n".join(
+        f"--- attempt {a} pod {i} ({mode})\n{log[-2500:]}"
+        for a, attempt in enumerate(logs)
+        for i, log in enumerate(attempt)
+    )
+    assert killed_after, f"worker 1 was never killed: the run ended before its first checkpoint\n{shown}"
+    # The kill failed the child Job (backoffLimit 0); no rule matches 137, so the JobSet restarted everything.
+    assert run.failures == ["mltrain-worker-0-1 exit 137 -> RestartJobSet"], (run.failures, shown)
+    assert (run.outcome, run.restarts, len(run.attempts)) == ("Completed", 1, 2), shown
+
+    # The new group found the checkpoint on the claim and both workers went on from the same step.
+    resumed = [re.findall(r"Resuming at step (\d+) of 300", log) for log in logs[1]]
+    assert resumed[0] and resumed[0] == resumed[1], (resumed, shown)
+    assert 20 <= int(resumed[0][0]) < 300
+    digests = [re.findall(r"done at step 300; weights sha256 ([0-9a-f]{64})", log) for log in logs[1]]
+    assert digests[0] and digests[0] == digests[1], (digests, shown)
+    if mode == "netns":  # The restarted pods have the same DNS names: the same TF_CONFIG.
+        configs = [json.loads(re.search(r"TF_CONFIG=(\{.*\})", log).group(1)) for log in logs[1]]
+        assert configs[0]["cluster"]["worker"] == [f"mltrain-worker-0-{i}.mltrain-workers:2222" for i in range(2)]
+
+
+@requires_kubectl
+def test_rendered_jobset_fails_at_once_on_a_user_error(tmp_path, capsys):
+    docs = render("multi-worker-gpu-jobset", workers=2, flags=[*TINY_RUN, "--hidden_units=a,b"], prefix="")
+    (jobset,) = [d for d in docs if d["kind"] == "JobSet"]
+    (child,) = jobset_child_jobs(jobset)
+    volume_dirs = {
+        v["name"]: str(tmp_path / "volumes" / v["name"]) for v in child["spec"]["template"]["spec"]["volumes"]
+    }
+    image = dockerfile_image(REPO / "Dockerfile")
+    run = run_jobset(
+        jobset, [d for d in docs if d["kind"] == "Service"], image, volume_dirs, tmp_path, cwd=str(REPO),
+        mode=emulation_mode(job_pods(child, image, volume_dirs), capsys), timeout=300, grace_seconds=10,
+    )  # fmt: skip
+    assert run.outcome == "FailJobSet" and run.restarts == 0 and len(run.attempts) == 1, run.failures
+    assert run.failures[0].endswith("exit 1 -> FailJobSet"), run.failures
+    log = run.attempts[0][int(run.failures[0].split()[0][-1])].log_path.read_text()
+    assert "error: --hidden_units=a,b must be integers" in log

@@ -196,11 +196,24 @@ def _tpu(config: DistributeConfig):
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=config.tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise UserError(
-            f"--tpu={config.tpu}: no TPU could be reached ({str(e).splitlines()[0]}); on a TPU VM "
-            "use --tpu=local, elsewhere the TPU's name in this project and zone."
-        )
+    # A TPU name is looked up through the GCE metadata server and the Cloud TPU API (urllib, or
+    # cloud-tpu-client when installed): off Google Cloud that is a URLError, elsewhere an HTTP or
+    # google-auth error; TensorFlow adds ValueError, RuntimeError and OpError (no TPU devices).
+    # Whatever the type, it means the same to the user: this TPU cannot be reached from here.
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        reason = reason if len(reason) <= 160 else reason[:160] + "..."
+        if config.tpu == "local":
+            fix = (
+                "this machine has no TPU TensorFlow can use: run on a TPU VM or GKE TPU node with tensorflow-tpu "
+                "and libtpu (the Dockerfile.tpu image), or run without --tpu and --strategy=tpu"
+            )
+        else:
+            fix = (
+                "on a TPU VM or a GKE TPU node use --tpu=local; a TPU name is resolved through the GCE metadata "
+                "server, so use it only on Google Cloud, with the name of a TPU in this project and zone"
+            )
+        raise UserError(f"--tpu={config.tpu}: no TPU could be reached ({type(e).__name__}: {reason}); {fix}.")
     return tf.distribute.TPUStrategy(resolver)
 
 

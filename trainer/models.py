@@ -31,7 +31,7 @@ def _inputs(spec: InputSpec, names):
     if missing:
         raise UserError(
             f"this model needs input(s) {missing}, but the data has {sorted(specs)}; "
-            "pick a --model that matches the data (see the README, 'Models')."
+            "pick a --model that matches the data (see docs/models.md)."
         )
     return {n: keras.Input(shape=specs[n].shape, dtype=specs[n].dtype, name=n) for n in names}
 

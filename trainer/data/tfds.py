@@ -108,7 +108,7 @@ def open_reader(path: str, flag: str, image_size: int) -> Reader:
     if base not in ADAPTERS:
         raise UserError(
             f"{flag}={path}: no label adapter for TFDS dataset {base!r} (adapters: {', '.join(sorted(ADAPTERS))}); "
-            "add one to ADAPTERS in trainer/data/tfds.py, or write the data as TFRecord (README, 'Data')."
+            "add one to ADAPTERS in trainer/data/tfds.py, or write the data as TFRecord (docs/data.md)."
         )
     try:
         import tensorflow_datasets as tfds  # Optional dependency: only tfds: sources need it.

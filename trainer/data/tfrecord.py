@@ -90,11 +90,11 @@ def inspect(files: Sequence[str]) -> Optional[Layout]:
     try:
         feature = tf.train.Example.FromString(record).features.feature
     except DecodeError:
-        raise UserError(f"{files[0]} does not hold tf.train.Example records; see the README, 'Data'.")
+        raise UserError(f"{files[0]} does not hold tf.train.Example records; see docs/data.md, 'TFRecord'.")
     if not any(key in feature for key in (TEXT, FEATURES, IMAGE)):
         raise UserError(
             f"{files[0]}: records have keys {sorted(feature)} but none of {TEXT}, {FEATURES}, {IMAGE}; "
-            "see the README, 'Data', for the feature keys."
+            "see docs/data.md, 'TFRecord'. for the feature keys."
         )
     label_key = LABEL_IDS if LABEL_IDS in feature else LABELS if LABELS in feature else ""
     labels_dtype = tf.int64 if label_key == LABELS and feature[LABELS].HasField("int64_list") else tf.float32
@@ -155,7 +155,7 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
                 )
             raise UserError(
                 f"{path} (after record {first}) cannot be read as tf.train.Example records "
-                f"({_reason(e)}); see the README, 'Data', for the feature keys."
+                f"({_reason(e)}); see docs/data.md, 'TFRecord'. for the feature keys."
             )
     return stats
 
