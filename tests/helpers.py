@@ -155,6 +155,7 @@ arguments = {name: tf.constant(value, dtype=serve.structured_input_signature[1][
 outputs = serve(**arguments)
 names = loaded.signatures["label_names"]()
 print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
+                  "logits": outputs["logits"].numpy().tolist(),
                   "labels": outputs["labels"].numpy().tolist(),
                   "label_names": [n.decode() for n in names["label_names"].numpy()],
                   "thresholds": names["thresholds"].numpy().tolist()}))

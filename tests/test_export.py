@@ -19,6 +19,7 @@ def check_agreement(model_dir, served):
     assert served["label_names"] == list(thresholds)
     np.testing.assert_allclose(served["thresholds"], list(thresholds.values()), rtol=1e-6)
     np.testing.assert_allclose(served["probabilities"], [p["probabilities"] for p in predictions], atol=1e-6)
+    np.testing.assert_allclose(served["logits"], [p["logits"] for p in predictions], rtol=1e-5, atol=1e-5)
     names = served["label_names"]
     served_labels = [[names[j] for j, on in enumerate(row) if on] for row in served["labels"]]
     assert served_labels == [p["labels"] for p in predictions]

@@ -161,24 +161,6 @@ def reference_per_label(name, y, x, positive_fraction):
     return -(y * positive + (1 - y) * negative)
 
 
-def _statistics(labels, probabilities, thresholds):
-    """metrics.add_batch over one batch (every row real), read back as NumPy."""
-    logits = np.log(probabilities) - np.log1p(-probabilities)
-    totals = {
-        name: tf.Variable(tf.zeros(shape, tf.int32))
-        for name, shape in metrics.statistics_shapes(len(thresholds)).items()
-    }
-    metrics.add_batch(
-        totals,
-        tf.constant(labels, tf.float32),
-        tf.constant(logits, tf.float32),
-        tf.ones([len(labels)]),
-        tf.constant(thresholds, tf.float32),
-    )
-    unpacked = metrics.unpack_histograms({k: v.numpy() for k, v in totals.items()})
-    return {k: np.asarray(v, np.float64) for k, v in unpacked.items()}
-
-
 def _reference_loss(name, smoothing, kernel, bias, features, labels, positive_fraction):
     """float64: sum over the batch's known entries / number of known entries."""
     known = labels >= 0
@@ -251,32 +233,58 @@ def test_one_step_with_unknowns_equals_the_numpy_reference_under_every_strategy(
 # -- Metrics: every per-label figure is scikit-learn's on the rows where that label is known.
 
 
-def test_per_label_figures_equal_sklearn_on_the_rows_where_the_label_is_known():
+def _totals(labels, logits, thresholds, num_bins=0):
+    """metrics.add_batch and add_ranking over one batch (every row real), read back as NumPy float64."""
+    shapes = metrics.statistics_shapes(labels.shape[1], num_bins)
+    totals = {
+        name: tf.Variable(tf.zeros(shape, tf.float32 if name.startswith("ranking/") else tf.int32))
+        for name, shape in shapes.items()
+    }
+    batch = (tf.constant(labels, tf.float32), tf.constant(logits, tf.float32), tf.ones([len(labels)]))
+    metrics.add_batch(totals, *batch, tf.constant(thresholds, tf.float32), num_bins)
+    metrics.add_ranking(totals, *batch, tf.ones([labels.shape[1]]), False)
+    return {name: np.asarray(v.numpy(), np.float64) for name, v in totals.items()}
+
+
+def _source(labels, logits, totals, num_bins):
+    if num_bins:
+        return metrics.Histograms(totals.pop("histograms"), labels.shape[1], num_bins)
+    return metrics.ExactScores(logits, labels)
+
+
+@pytest.mark.parametrize("num_bins", [0, 4096])
+def test_per_label_figures_equal_sklearn_on_the_rows_where_the_label_is_known(num_bins):
+    """Exact curves (num_bins 0) and the histogram fallback alike."""
     rng = np.random.default_rng(5)
     truth = (rng.random((3000, 5)) < [0.4, 0.2, 0.05, 0.3, 0.5]).astype(np.float32)
-    probabilities = _sigmoid(3 * truth - 1.5 + rng.normal(scale=3.0, size=truth.shape)).astype(np.float32)
+    logits = (3 * truth - 1.5 + rng.normal(scale=3.0, size=truth.shape)).astype(np.float32)
     labels = np.where(rng.random(truth.shape) < [0.1, 0.5, 0.3, 0.0, 0.9], -1, truth).astype(np.float32)
     labels[:50] = -1  # Rows with every label unknown.
     names = [f"l{j}" for j in range(5)]
     thresholds = np.array([0.5, 0.3, 0.5, 0.7, 0.4], np.float32)
-    totals = _statistics(labels, probabilities, thresholds)
-    summary = metrics.summarize(totals, names, thresholds)
-    tuned, curves = metrics.tune_thresholds(totals), metrics.pr_curve_counts(totals)
+    totals = _totals(labels, logits, thresholds, num_bins)
+    source = _source(labels, logits, totals, num_bins)
+    summary = metrics.summarize(totals, source, names, thresholds, False)
+    tuned = metrics.tune_thresholds(source)
+    curves = metrics.pr_curve_counts(source, list(range(5)))
+    tolerance = 1e-9 if not num_bins else 1e-3
+    probabilities = _sigmoid(logits.astype(np.float64))
     for j, name in enumerate(names):
         rows = labels[:, j] >= 0
-        y, p = labels[rows, j], probabilities[rows, j]
-        predicted = p >= thresholds[j]
+        y, x = labels[rows, j], logits[rows, j]
+        predicted = probabilities[rows, j] >= thresholds[j]
         row = summary["labels"][name]
         assert row["support"] == y.sum()
         assert row["precision"] == pytest.approx(sk.precision_score(y, predicted, zero_division=0))
         assert row["recall"] == pytest.approx(sk.recall_score(y, predicted, zero_division=0))
         assert row["f1"] == pytest.approx(sk.f1_score(y, predicted, zero_division=0))
-        assert row["average_precision"] == pytest.approx(sk.average_precision_score(y, p), abs=1e-3)
-        assert row["roc_auc"] == pytest.approx(sk.roc_auc_score(y, p), abs=1e-3)
+        assert row["average_precision"] == pytest.approx(sk.average_precision_score(y, x), abs=tolerance)
+        assert row["roc_auc"] == pytest.approx(sk.roc_auc_score(y, x), abs=tolerance)
         # Threshold tuning and PR curves: those of a split holding only the known rows.
-        alone = _statistics(y[:, None], p[:, None], thresholds[j : j + 1])
+        alone_totals = _totals(y[:, None], x[:, None], thresholds[j : j + 1], num_bins)
+        alone = _source(y[:, None], x[:, None], alone_totals, num_bins)
         assert tuned[j] == metrics.tune_thresholds(alone)[0]
-        for key, values in metrics.pr_curve_counts(alone).items():
+        for key, values in metrics.pr_curve_counts(alone, [0]).items():
             np.testing.assert_array_equal(curves[key][j], values[0], err_msg=f"{name} {key}")
     known = labels >= 0
     predicted = probabilities >= thresholds
@@ -297,7 +305,7 @@ def test_eval_loss_is_the_mean_over_known_entries():
     totals = {"loss_sum": per_example.sum(), "known": (labels >= 0).sum(axis=0)}
     known = labels >= 0
     expected = reference_per_label("bce", np.maximum(labels, 0), logits.astype(np.float64), None)[known].mean()
-    assert metrics.mean_loss(totals) == pytest.approx(expected, rel=1e-5)
+    assert metrics.counts.mean_loss(totals) == pytest.approx(expected, rel=1e-5)
 
 
 # -- Through the CLI: a CSV with empty label cells under every strategy, and bad input.

@@ -26,6 +26,9 @@ BEST_METRICS = (
     + tuple(f"macro/{n}" for n in ("precision", "recall", "f1", "average_precision", "roc_auc"))
     + tuple(f"weighted/{n}" for n in ("precision", "recall", "f1"))
     + tuple(f"paper/{n}" for n in ("CP", "CR", "CF1", "OP", "OR", "OF1"))
+    # The "ranking" block (trainer.metrics.ranking.NAMES; tests keep the two equal).
+    + tuple(f"ranking/{kind}@{k}" for kind in ("precision", "ndcg", "psprecision", "psndcg") for k in (1, 3, 5))
+    + tuple(f"ranking/{n}" for n in ("label_ranking_average_precision", "coverage_error", "ranking_loss"))
 )
 
 
@@ -191,6 +194,17 @@ class TrainConfig:
         "Warm start from another run: its model weights (a ckpt-N prefix, a checkpoints directory, or a run's "
         "--model_dir), used when --model_dir has no checkpoint yet; optimizer, step and input start fresh.",
     )
+    exact_metrics_budget: int = setting(
+        250_000_000,
+        "Examples x labels up to which an eval split's AP, ROC-AUC and thresholds come from every exact score "
+        "(held on the host as float32: 1 GB at the default); beyond it, from score histograms of at most this "
+        "many counts per worker, with a stated error bound (docs/metrics.md).",
+    )
+    predict_top_k: int = setting(
+        0,
+        "predict: write only the K most probable labels of each example ([name, probability], best first) "
+        "instead of every label's probability and logit; 0 = every label.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,6 +336,8 @@ def validate(config: Config) -> Config:
         train.best_metric in BEST_METRICS,
         f"--best_metric={train.best_metric!r} is not an eval figure; use one of {', '.join(BEST_METRICS)}.",
     )
+    _positive("exact_metrics_budget", train.exact_metrics_budget)
+    _require(train.predict_top_k >= 0, f"--predict_top_k must be >= 0 (0 = every label), got {train.predict_top_k}.")
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
     _require(

@@ -1,11 +1,14 @@
 """Evaluation and prediction passes over a split: every worker takes part; nothing is written here.
 
 Eval batches are padded to the global batch with a mask, so each example counts exactly once
-whatever the number of replicas and workers. What the passes return goes to trainer.reporting.
+whatever the number of replicas and workers. A split whose examples x labels fit
+--exact_metrics_budget has its logits gathered to every worker, so AP, ROC-AUC and the tuned
+thresholds come from the exact scores; a larger one from score histograms with stated error
+bounds (docs/metrics.md). What the passes return goes to trainer.reporting.
 """
 
 import time
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,28 +24,85 @@ SUMMARY_BLOCKS = ("micro", "macro", "weighted", "paper", "hamming_loss", "subset
 class Evaluator:
     """The compiled eval and predict steps of one model."""
 
-    def __init__(self, strategy, topology: Topology, model, loss_fn, jit_compile: bool, checkpoint: str = "latest"):
+    def __init__(
+        self,
+        strategy,
+        topology: Topology,
+        model,
+        loss_fn,
+        jit_compile: bool,
+        checkpoint: str = "latest",
+        exact_metrics_budget: int = 250_000_000,
+        inverse_propensity: Optional[np.ndarray] = None,
+    ):
+        self.strategy, self.model, self.loss_fn, self.jit_compile = strategy, model, loss_fn, jit_compile
         self.topology = topology
         self.checkpoint = checkpoint  # Which checkpoint the figures are of: `latest` or `best`.
+        self.exact_metrics_budget = exact_metrics_budget
+        # Label weights of the propensity-scored ranking figures, from the training label counts;
+        # None when the run has none (those figures are then null).
+        self.inverse_propensity = inverse_propensity
         self.input_names = list(model.input.keys())
-        self._totals = steps.make_eval_totals(strategy, model.output.shape[-1])
-        self._eval_step = steps.make_eval_step(strategy, topology, model, loss_fn, jit_compile, self._totals)
-        # Every worker reads the totals at the same point: the read sums over replicas and workers.
-        self._read_totals = tf.function(lambda: {name: total.read_value() for name, total in self._totals.items()})
+        self._eval_steps: Dict[int, Tuple] = {}  # num_bins (0: exact) -> (totals, eval_step, read_totals)
         self._predict_step = steps.make_predict_step(strategy, topology, model)
 
     def _batches(self, split: data.Split) -> tf.data.Dataset:
         return data.eval_batches(split, self.input_names, self.topology)
 
-    def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, Dict]:
-        """One pass over `split`: (figures as in metrics/<split>-<step>.json, the summed statistics)."""
+    def _steps_for(self, num_bins: int) -> Tuple:
+        """(totals, eval_step, read_totals) of an exact (`num_bins` 0) or histogram pass, built once."""
+        if num_bins not in self._eval_steps:
+            num_labels = self.model.output.shape[-1]
+            totals = steps.make_eval_totals(self.strategy, num_labels, num_bins)
+            eval_step = steps.make_eval_step(
+                self.strategy, self.topology, self.model, self.loss_fn, self.jit_compile, totals, num_bins
+            )
+            # Every worker reads the totals at the same point: the read sums over replicas and workers.
+            read_totals = tf.function(lambda: {name: total.read_value() for name, total in totals.items()})
+            self._eval_steps[num_bins] = (totals, eval_step, read_totals)
+        return self._eval_steps[num_bins]
+
+    def _num_bins(self, num_examples: int, num_labels: int) -> int:
+        """0 (exact curves from the gathered scores) when the split's size is known and its scores fit
+        the budget; else the histograms' bins per label."""
+        if 0 < num_examples and num_examples * num_labels <= self.exact_metrics_budget:
+            return 0
+        return metrics.histogram.bins_per_label(
+            self.exact_metrics_budget, num_labels, self.topology.replicas_per_worker
+        )
+
+    def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, object]:
+        """One pass over `split`: (figures as in metrics/<split>-<step>.json, the curves source:
+        metrics.ExactScores, or metrics.Histograms beyond --exact_metrics_budget)."""
         started = time.time()
-        for total in self._totals.values():
+        num_labels, num_examples = len(split.spec.label_names), split.num_examples
+        num_bins = self._num_bins(num_examples, num_labels)
+        exact = num_bins == 0
+        totals, eval_step, read_totals = self._steps_for(num_bins)
+        for total in totals.values():
             total.assign(tf.zeros_like(total))
+        propensity_scored = self.inverse_propensity is not None
+        weights = tf.constant(self.inverse_propensity if propensity_scored else np.ones(num_labels, np.float32))
         thresholds_tensor = tf.constant(thresholds, tf.float32)
+        if exact:
+            all_logits = np.empty((num_examples, num_labels), np.float32)
+            all_labels = np.empty((num_examples, num_labels), np.int8)  # 1, 0, or -1: unknown.
+        rows = 0
         for worker_batch in self._batches(split):
-            self._eval_step(worker_batch, thresholds_tensor)
-        totals = metrics.unpack_histograms({name: value.numpy() for name, value in self._read_totals().items()})
+            gathered = eval_step(worker_batch, thresholds_tensor, weights)
+            if exact:
+                logits, labels, mask = (t.numpy() for t in gathered)
+                real = mask > 0
+                count = int(real.sum())
+                if rows + count > num_examples:
+                    raise UserError(f"--{split_name}_data holds more examples than counted ({num_examples}); re-run.")
+                all_logits[rows : rows + count], all_labels[rows : rows + count] = logits[real], labels[real]
+                rows += count
+        totals = {name: value.numpy() for name, value in read_totals().items()}
+        if exact:
+            source = metrics.ExactScores(all_logits[:rows], all_labels[:rows])
+        else:
+            source = metrics.Histograms(totals.pop("histograms"), num_labels, num_bins)
         totals = {name: np.asarray(value, np.float64) for name, value in totals.items()}
         if not totals["num_examples"]:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
@@ -50,9 +110,9 @@ class Evaluator:
             "step": step,
             "split": split_name,
             "checkpoint": self.checkpoint,
-            "loss": metrics.mean_loss(totals),
+            "loss": metrics.counts.mean_loss(totals),
         }
-        summary.update(metrics.summarize(totals, split.spec.label_names, thresholds))
+        summary.update(metrics.summarize(totals, source, split.spec.label_names, thresholds, propensity_scored))
         seconds = time.time() - started
         logging.info(
             "[%s] step %d: %d examples in %.1fs (%.0f examples/s)",
@@ -62,24 +122,25 @@ class Evaluator:
             seconds,
             summary["num_examples"] / max(seconds, 1e-9),
         )
-        return summary, totals
+        return summary, source
 
-    def tune(self, split: data.Split, step: int) -> Tuple[Dict, Dict, Dict, np.ndarray]:
+    def tune(self, split: data.Split, step: int) -> Tuple[Dict, Dict, object, np.ndarray]:
         """Tunes one threshold per label on `split` (the eval split). Returns (figures at the tuned
-        thresholds, with the 0.5 ones under "at_0.5"; figures at 0.5; their summed statistics; the thresholds)."""
-        at_half, totals = self.evaluate("eval", split, np.full(split.spec.num_labels, 0.5, np.float32), step)
-        thresholds = metrics.tune_thresholds(totals)
-        tuned, _ = self.evaluate("eval", split, thresholds, step)
+        thresholds, with the 0.5 ones under "at_0.5"; figures at 0.5; the curves source; the thresholds)."""
+        at_half, source = self.evaluate("eval", split, np.full(split.spec.num_labels, 0.5, np.float32), step)
+        thresholds = metrics.tune_thresholds(source)
+        del source  # The tuned pass gathers the same scores again: hold one copy at a time.
+        tuned, tuned_source = self.evaluate("eval", split, thresholds, step)
         tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
-        return tuned, at_half, totals, thresholds
+        return tuned, at_half, tuned_source, thresholds
 
-    def probabilities(self, split: data.Split) -> Iterator[np.ndarray]:
-        """The probabilities of `split`'s examples, batch by batch, in input order (padding dropped).
+    def logits(self, split: data.Split) -> Iterator[np.ndarray]:
+        """The float32 logits of `split`'s examples, batch by batch, in input order (padding dropped).
         Every worker must drain it: the steps gather across workers."""
         count = 0
         for batch_index, worker_batch in enumerate(self._batches(split)):
-            probabilities, mask = (t.numpy() for t in self._predict_step(worker_batch))
+            logits, mask = (t.numpy() for t in self._predict_step(worker_batch))
             count += int(mask.sum())
-            yield probabilities[mask > 0]
+            yield logits[mask > 0]
             if (batch_index + 1) % 100 == 0:
                 logging.info("[predict] scored %d examples", count)

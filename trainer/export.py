@@ -6,7 +6,8 @@ text models trained on text, tokenised in the graph with the run's vocabulary; `
 (int32 [batch, T]) for text models trained on token ids; `image` (string [batch]: encoded
 JPEG/PNG/GIF/BMP files) for image models, decoded and resized in the graph as training data
 is. `multi_input` takes both of its inputs. Outputs: `probabilities` (float32
-[batch, L]) and `labels` (int32 [batch, L], 1 where probability >= the label's threshold).
+[batch, L]), `logits` (float32 [batch, L], the scores before the sigmoid) and `labels` (int32
+[batch, L], 1 where probability >= the label's threshold).
 `label_names` and `thresholds` are also served as signatures of their own, and written as
 assets (`label_names.txt`, `thresholds.json`).
 """
@@ -44,8 +45,13 @@ class ServingModule(tf.Module):
                 inputs["image"],
                 fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
             )
-        probabilities = tf.sigmoid(tf.cast(self.model(inputs, training=False), tf.float32))
-        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= self.thresholds, tf.int32)}
+        logits = tf.cast(self.model(inputs, training=False), tf.float32)
+        probabilities = tf.sigmoid(logits)
+        return {
+            "probabilities": probabilities,
+            "logits": logits,
+            "labels": tf.cast(probabilities >= self.thresholds, tf.int32),
+        }
 
 
 def raw_input_specs(spec: InputSpec) -> Dict[str, tf.TensorSpec]:

@@ -31,6 +31,7 @@ from trainer import (
     evaluation,
     export,
     losses,
+    metrics,
     models,
     optimization,
     paths,
@@ -214,7 +215,7 @@ def setup(config: Config) -> Run:
     # 7. What later runs of this model_dir read.
     if topology.is_chief and training:
         paths.atomic_write(paths.config(config.model_dir), config_lib.to_json(config) + "\n")
-        data.write_spec(config.model_dir, spec)
+        data.write_spec(config.model_dir, spec, train_split)
         if spec.vocabulary and not own_vocabulary:
             logging.info("Wrote %s", text.write_vocabulary(config.model_dir, spec.vocabulary))
 
@@ -227,7 +228,16 @@ def setup(config: Config) -> Run:
         model=model,
         step=step,
         checkpoints=checkpoints,
-        evaluator=evaluation.Evaluator(strategy, topology, model, loss_fn, train.jit_compile, config.checkpoint),
+        evaluator=evaluation.Evaluator(
+            strategy,
+            topology,
+            model,
+            loss_fn,
+            train.jit_compile,
+            config.checkpoint,
+            train.exact_metrics_budget,
+            _inverse_propensity(config, train_split, spec.num_labels),
+        ),
         reporter=Reporter(config.model_dir, topology.is_chief, "best-" if best else "", config.mode == "eval"),
         loss_fn=loss_fn,
         train_split=train_split,
@@ -240,6 +250,18 @@ def setup(config: Config) -> Run:
     )
     _log_start(run, restored)
     return run
+
+
+def _inverse_propensity(config: Config, train_split: Optional[data.Split], num_labels: int):
+    """The label weights of the propensity-scored ranking figures, from the training label counts
+    (this run's training split, else what training saved with the spec); None when unknown."""
+    if train_split is not None and train_split.num_examples > 0:
+        counts = (train_split.label_counts, train_split.num_examples)
+    else:
+        counts = data.read_train_label_counts(config.model_dir)
+    if counts is None or len(counts[0]) != num_labels or counts[1] < 2:
+        return None
+    return metrics.propensity.inverse_propensities(*counts)
 
 
 def _log_start(run: Run, restored: bool) -> None:
@@ -282,10 +304,16 @@ def evaluate(run: Run) -> None:
 
 
 def predict(run: Run) -> None:
-    """--mode=predict: scores --test_data into predictions.jsonl at the saved thresholds."""
+    """--mode=predict: scores --test_data into predictions.jsonl at the saved thresholds (only the
+    --predict_top_k best labels of each example when it is set)."""
+    top_k = run.config.train.predict_top_k
+    if top_k > run.spec.num_labels:
+        raise UserError(
+            f"--predict_top_k={top_k} is more than the {run.spec.num_labels} labels; "
+            f"use at most {run.spec.num_labels} (0 writes every label)."
+        )
     thresholds = read_thresholds(run.thresholds_dir, run.spec.label_names)
-    probabilities = run.evaluator.probabilities(run.test_split)
-    run.reporter.predictions(run.spec.label_names, thresholds, probabilities)
+    run.reporter.predictions(run.spec.label_names, thresholds, run.evaluator.logits(run.test_split), top_k)
 
 
 def export_model(run: Run) -> None:

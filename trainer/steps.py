@@ -77,61 +77,74 @@ def _scaled(gradient, scale):
     return gradient * scale
 
 
-def make_eval_totals(strategy, num_labels: int):
-    """Sums of metrics.add_batch over one evaluation pass, one copy per replica.
+def make_eval_totals(strategy, num_labels: int, num_bins: int = 0):
+    """Sums of metrics.add_batch over one evaluation pass, one copy per replica (histograms only
+    when `num_bins`: the fallback beyond --exact_metrics_budget).
 
-    Each replica adds its batches to its own copy, so a pass costs no collective per batch (at
-    1,000 labels the histograms are 64 MB); reading the totals in cross-replica context sums the
-    copies of every replica and worker, once per pass. Counts are int32 (exact to 2**31; float32
-    would stop counting at 2**24 examples in a bin); the loss sum is float32.
+    Each replica adds its batches to its own copy, so a pass costs no collective per batch;
+    reading the totals in cross-replica context sums the copies of every replica and worker, once
+    per pass. Counts are int32 (exact to 2**31; float32 would stop counting at 2**24 examples in
+    a bin); the loss and ranking sums are float32.
     """
     with strategy.scope():
         return {
             name: tf.Variable(
-                tf.zeros(shape, tf.float32 if name == "loss_sum" else tf.int32),
+                tf.zeros(shape, tf.float32 if name == "loss_sum" or name.startswith("ranking/") else tf.int32),
                 trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM,
-                name=f"eval_{name}",
+                name=f"eval_{name}".replace("@", "_at_").replace("/", "_"),
             )
-            for name, shape in metrics.statistics_shapes(num_labels).items()
+            for name, shape in metrics.statistics_shapes(num_labels, num_bins).items()
         }
 
 
-def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bool, totals):
-    """Returns eval_step(worker_batch, thresholds), which adds the batch's statistics to `totals`
-    (make_eval_totals) on each replica."""
+def make_eval_step(strategy, topology: Topology, model, loss_fn, jit_compile: bool, totals, num_bins: int = 0):
+    """Returns eval_step(worker_batch, thresholds, inv_propensity), which adds the batch's statistics
+    to `totals` (make_eval_totals) on each replica. Without histograms (`num_bins` 0) it returns
+    (logits, labels, mask) of the whole global batch, in order, for the exact curves on the host."""
+
+    static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
 
     @tf.function(jit_compile=jit_compile)
     def replica_add_statistics(features, labels, mask, thresholds):
         logits = model(features, training=False)
-        metrics.add_batch(totals, labels, logits, mask, thresholds)
+        metrics.add_batch(totals, labels, logits, mask, thresholds, num_bins)
         totals["loss_sum"].assign_add(tf.reduce_sum(loss_fn(labels, logits) * mask))
+        return tf.cast(logits, tf.float32)
 
-    def replica_eval(features, labels, mask, thresholds):
+    def replica_eval(features, labels, mask, thresholds, inv_propensity):
         # A plain function around the compiled one: handed a tf.function directly,
         # strategy.run would place every replica's XLA cluster on the first device.
-        replica_add_statistics(features, labels, mask, thresholds)
+        logits = replica_add_statistics(features, labels, mask, thresholds)
+        # Outside the XLA cluster (but for TPUs): XLA's CPU sort is slow, and the faster path
+        # through each example's positives has dynamic shapes.
+        metrics.add_ranking(totals, labels, logits, mask, inv_propensity, static_shapes)
+        return logits, labels, mask
 
     @tf.function
-    def eval_step(worker_batch, thresholds):
+    def eval_step(worker_batch, thresholds, inv_propensity):
         features, labels, mask = data.replica_batch(strategy, topology, worker_batch)
-        strategy.run(replica_eval, args=(features, labels, mask, thresholds))
+        logits, labels, mask = strategy.run(replica_eval, args=(features, labels, mask, thresholds, inv_propensity))
+        if num_bins:
+            return None
+        # Every worker gets the whole global batch, so every worker computes the same figures.
+        return tuple(strategy.gather(t, axis=0) for t in (logits, labels, mask))
 
     return eval_step
 
 
 def make_predict_step(strategy, topology: Topology, model):
-    """Returns predict_step(worker_batch) -> (probabilities, mask) of the whole global batch, in order."""
+    """Returns predict_step(worker_batch) -> (logits, mask) of the whole global batch, in order."""
 
-    def replica_probabilities(features, labels, mask):
+    def replica_logits(features, labels, mask):
         del labels
-        return tf.sigmoid(model(features, training=False)), mask
+        return tf.cast(model(features, training=False), tf.float32), mask
 
     @tf.function
     def predict_step(worker_batch):
         features, labels, mask = data.replica_batch(strategy, topology, worker_batch)
-        probabilities, mask = strategy.run(replica_probabilities, args=(features, labels, mask))
-        return strategy.gather(probabilities, axis=0), strategy.gather(mask, axis=0)
+        logits, mask = strategy.run(replica_logits, args=(features, labels, mask))
+        return strategy.gather(logits, axis=0), strategy.gather(mask, axis=0)
 
     return predict_step

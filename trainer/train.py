@@ -95,9 +95,10 @@ def train(run) -> None:
         if evaluating and current % train_config.eval_every_steps == 0 and current < train_config.train_steps:
             at_half = np.full(run.spec.num_labels, 0.5, np.float32)
             with _evaluation_weights(run):
-                summary, totals = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
-            run.reporter.evaluation(summary, totals)
-            _keep_if_best(run, best, summary, totals)
+                summary, source = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
+            run.reporter.evaluation(summary, source)
+            _keep_if_best(run, best, summary, source)
+            del source  # Exact scores can be large: not held through the next pass.
     run.checkpoints.sync()
     # Every worker logs this; equal digests prove the replicas ended in sync.
     logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(run.model))
@@ -108,13 +109,14 @@ def train(run) -> None:
 def _finish(run, best: BestCheckpoint, step: int) -> None:
     """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
     with _evaluation_weights(run):
-        tuned, at_half, totals, thresholds = run.evaluator.tune(run.eval_split, step)
-    run.reporter.tuned(tuned, at_half, totals, thresholds)
-    _keep_if_best(run, best, at_half, totals)  # The final step competes at 0.5, as the others did.
+        tuned, at_half, source, thresholds = run.evaluator.tune(run.eval_split, step)
+    run.reporter.tuned(tuned, at_half, source, thresholds)
+    _keep_if_best(run, best, at_half, source)  # The final step competes at 0.5, as the others did.
+    del source
     if run.test_split is not None:
         with _evaluation_weights(run):
-            summary, test_totals = run.evaluator.evaluate("test", run.test_split, thresholds, step)
-        run.reporter.evaluation(summary, test_totals)
+            summary, test_source = run.evaluator.evaluate("test", run.test_split, thresholds, step)
+        run.reporter.evaluation(summary, test_source)
 
 
 @contextlib.contextmanager
@@ -139,7 +141,7 @@ def _best_checkpoint(run) -> BestCheckpoint:
     return best
 
 
-def _keep_if_best(run, best: BestCheckpoint, summary, totals) -> None:
+def _keep_if_best(run, best: BestCheckpoint, summary, source) -> None:
     """Keeps the checkpoint in checkpoints/best/ when `summary` (figures at 0.5) is the best so far,
     with thresholds tuned on that evaluation; best.json is written last."""
     value = figure(summary, best.metric)
@@ -147,16 +149,17 @@ def _keep_if_best(run, best: BestCheckpoint, summary, totals) -> None:
         return
     step = int(summary["step"])
     best.save(step)
-    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(totals))
+    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(source))
     best.record(step, value)
 
 
 def figure(summary, name: str) -> float:
-    """`name` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1`) read from an eval summary."""
+    """`name` (`loss`, `hamming_loss`, or `<block>/<name>` such as `macro/f1` or `ranking/precision@1`)
+    read from an eval summary; NaN when undefined (e.g. psprecision@k without training label counts)."""
     value = summary
     for key in name.split("/"):
         value = value[key]
-    return float(value)
+    return float("nan") if value is None else float(value)
 
 
 def _steps_until_next_event(step: int, config, evaluating: bool) -> int:

@@ -17,7 +17,7 @@ from trainer import distribute, paths
 from trainer.checkpoint.manager import save_to_scratch
 from trainer.errors import UserError
 
-LOWER_IS_BETTER = ("loss", "hamming_loss")
+LOWER_IS_BETTER = ("loss", "hamming_loss", "ranking/coverage_error", "ranking/ranking_loss")
 
 
 def restore_best(model_dir: str, checkpoint: tf.train.Checkpoint) -> str:

@@ -16,7 +16,17 @@ loop, steps, models, checkpoint, evaluation or reporting.
 
 from trainer.data.pipeline import eval_batches, reads_own_part, replica_batch, train_batches, worker_part
 from trainer.data.sources import Reader, file_format, load_split, match_files
-from trainer.data.split import PARSE_BATCH, WHOLE, InputSpec, Part, Split, from_arrays, read_spec, write_spec
+from trainer.data.split import (
+    PARSE_BATCH,
+    WHOLE,
+    InputSpec,
+    Part,
+    Split,
+    from_arrays,
+    read_spec,
+    read_train_label_counts,
+    write_spec,
+)
 
 __all__ = [
     "PARSE_BATCH",
@@ -31,6 +41,7 @@ __all__ = [
     "load_split",
     "match_files",
     "read_spec",
+    "read_train_label_counts",
     "reads_own_part",
     "replica_batch",
     "train_batches",

@@ -80,11 +80,28 @@ def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List
     )
 
 
-def write_spec(model_dir: str, spec: InputSpec) -> str:
-    """Saves what the model was built from, so export can rebuild it without any data."""
+def write_spec(model_dir: str, spec: InputSpec, train_split: Optional[Split] = None) -> str:
+    """Saves what the model was built from, so export can rebuild it without any data, and the
+    training split's positives per label and examples (when known), for the propensity-scored
+    ranking figures of later eval-only runs."""
     features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
     saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
+    if train_split is not None and train_split.num_examples > 0:
+        saved.update(
+            train_label_counts=[int(c) for c in train_split.label_counts], num_train_examples=train_split.num_examples
+        )
     return paths.atomic_write(paths.input_spec(model_dir), json.dumps(saved))
+
+
+def read_train_label_counts(model_dir: str) -> Optional[Tuple[np.ndarray, int]]:
+    """(positives per label, examples) of the training split, as saved with the spec; None if absent."""
+    path = paths.input_spec(model_dir)
+    if not tf.io.gfile.exists(path):
+        return None
+    saved = json.loads(paths.read_text(path))
+    if not saved.get("train_label_counts"):
+        return None
+    return np.asarray(saved["train_label_counts"], np.int64), int(saved["num_train_examples"])
 
 
 def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:

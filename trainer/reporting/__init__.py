@@ -6,7 +6,7 @@ prediction pass: predictions.jsonl. Only the chief writes; on other workers a `R
 drains what it is handed (their steps take part in the collectives) and writes nothing.
 """
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 import numpy as np
 import tensorflow as tf
@@ -36,8 +36,9 @@ class Reporter:
         self.never_replace = never_replace
         self._writers: Dict[str, tf.summary.SummaryWriter] = {}
 
-    def evaluation(self, summary: Dict, totals: Optional[Dict] = None) -> None:
-        """The table, metrics files and TensorBoard scalars (and PR curves when given the summed statistics)."""
+    def evaluation(self, summary: Dict, source=None) -> None:
+        """The table, metrics files and TensorBoard scalars (and PR curves when given the evaluation's
+        curves source, metrics.ExactScores or metrics.Histograms)."""
         if not self.is_chief:
             return
         name, step = self.prefix + summary["split"], summary["step"]
@@ -46,21 +47,21 @@ class Reporter:
             f"[{name}] step {step}: loss {summary['loss']:.4f}  micro-F1 {summary['micro']['f1']:.4f}  "
             f"macro-F1 {summary['macro']['f1']:.4f}  macro-AP {summary['macro']['average_precision']:.4f}"
         )
-        print(table(summary, title), flush=True)
+        print(table(summary, title, stem), flush=True)
         logging.info("Wrote %s", write_metrics(self.model_dir, stem, summary))
         if name not in self._writers:
             self._writers[name] = tf.summary.create_file_writer(paths.tensorboard(self.model_dir, name))
         write_summaries(self._writers[name], step, summary)
-        if totals is not None:
-            write_pr_curves(self._writers[name], step, list(summary["labels"]), totals)
+        if source is not None:
+            write_pr_curves(self._writers[name], step, summary, source)
 
-    def tuned(self, tuned: Dict, at_half: Dict, totals: Dict, thresholds: np.ndarray) -> None:
+    def tuned(self, tuned: Dict, at_half: Dict, source, thresholds: np.ndarray) -> None:
         """thresholds.json, the tuned evaluation (with the 0.5 figures beside it) and the PNG report."""
         if not self.is_chief:
             return
         write_thresholds(self.model_dir, list(tuned["labels"]), thresholds)
-        self.evaluation(tuned, totals)
-        logging.info("Wrote %s", write_png(self.model_dir, tuned, at_half, totals))
+        self.evaluation(tuned, source)
+        logging.info("Wrote %s", write_png(self.model_dir, tuned, at_half, source))
         print(
             f"Tuned thresholds on eval: macro-F1 {at_half['macro']['f1']:.4f} at 0.5 -> "
             f"{tuned['macro']['f1']:.4f}; written to {paths.thresholds(self.model_dir)}",
@@ -72,11 +73,14 @@ class Reporter:
         if self.is_chief:
             write_thresholds(paths.best(self.model_dir), label_names, thresholds)
 
-    def predictions(self, label_names: List[str], thresholds: np.ndarray, batches: Iterable[np.ndarray]) -> int:
-        """predictions.jsonl from batches of probabilities in input order; returns the number of rows."""
+    def predictions(
+        self, label_names: List[str], thresholds: np.ndarray, batches: Iterable[np.ndarray], top_k: int = 0
+    ) -> int:
+        """predictions.jsonl from batches of logits in input order (only the top_k best labels of each
+        when top_k > 0); returns the number of rows."""
         if not self.is_chief:
             return sum(len(batch) for batch in batches)
         path = paths.predictions(self.model_dir)
-        count = write_predictions(path, label_names, thresholds, batches)
+        count = write_predictions(path, label_names, thresholds, batches, top_k)
         logging.info("Wrote %d predictions to %s", count, path)
         return count

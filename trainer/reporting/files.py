@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List
 import numpy as np
 import tensorflow as tf
 
-from trainer import paths
+from trainer import metrics, paths
 from trainer.reporting.table import TABLE_COLUMNS
 
 
@@ -50,16 +50,46 @@ def read_thresholds(directory: str, label_names: List[str]) -> np.ndarray:
     return np.array([saved.get(name, 0.5) for name in label_names], np.float32)
 
 
-def write_predictions(path: str, label_names: List[str], thresholds: np.ndarray, batches: Iterable[np.ndarray]) -> int:
-    """predictions.jsonl from batches of probabilities [B, L] in input order, written as they come
-    (memory stays flat) and put in place when complete; returns the number of rows."""
+def prediction_rows(logits: np.ndarray, names: np.ndarray, thresholds: np.ndarray, top_k: int = 0) -> List[Dict]:
+    """predictions.jsonl rows for a batch of float32 logits [B, L]: labels at `thresholds`, then the
+    dense probabilities and logits, or (top_k > 0) the top_k [name, probability] pairs, best first
+    (by logit; ties: lower label id first)."""
+    logits = np.asarray(logits, np.float32)
+    probabilities = metrics.curves.sigmoid(logits).astype(np.float32)
+    rows = []
+    if top_k:
+        # By logit: probabilities of saturated scores tie at 1.0 in float32, their logits do not.
+        best = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
+        for row, top in zip(probabilities, best):
+            rows.append(
+                {
+                    "labels": names[row >= thresholds].tolist(),
+                    "top_k": [[str(names[j]), float(row[j])] for j in top],
+                }
+            )
+        return rows
+    # float32 -> float64 is exact and json writes float64 in full: the float32 values round-trip.
+    for row, row_logits in zip(probabilities, logits):
+        rows.append(
+            {
+                "probabilities": row.astype(np.float64).tolist(),
+                "logits": row_logits.astype(np.float64).tolist(),
+                "labels": names[row >= thresholds].tolist(),
+            }
+        )
+    return rows
+
+
+def write_predictions(
+    path: str, label_names: List[str], thresholds: np.ndarray, batches: Iterable[np.ndarray], top_k: int = 0
+) -> int:
+    """predictions.jsonl from batches of logits [B, L] in input order, written as they come (memory
+    stays flat) and put in place when complete; returns the number of rows."""
     names = np.array(label_names)
     count = 0
     with paths.atomic_file(path) as out:
-        for probabilities in batches:
-            rounded = np.round(probabilities.astype(np.float64), 7).tolist()
-            for row, row_rounded in zip(probabilities, rounded):
-                out.write(json.dumps({"probabilities": row_rounded, "labels": names[row >= thresholds].tolist()}))
-                out.write("\n")
-            count += len(probabilities)
+        for logits in batches:
+            for row in prediction_rows(logits, names, thresholds, top_k):
+                out.write(json.dumps(row) + "\n")
+            count += len(logits)
     return count

@@ -1,33 +1,21 @@
 """The end-of-run picture: model_dir/report/eval-<step>.png, written by the chief after tuning.
 
 Three panels read top to bottom: per-label F1 at the tuned thresholds beside F1 at 0.5, per-label
-average precision, both sorted by support (most frequent first), then the precision-recall curves
-of the four most and the four least frequent labels. matplotlib is imported here, lazily and with
-the Agg backend, so training never needs a display and `import trainer` stays light.
+average precision, both sorted by support (most frequent first; beyond reporting.table.MAX_LISTED_LABELS
+labels only the most and least frequent, the rest being in metrics/<split>-<step>.csv), then the
+precision-recall curves of the four most and the four least frequent labels. matplotlib is imported
+here, lazily and with the Agg backend, so training never needs a display and `import trainer` stays light.
 """
 
 from typing import Dict, List, Tuple
 
 import numpy as np
 
-from trainer import paths
+from trainer import metrics, paths
+from trainer.reporting.table import by_support, listed_labels
 
 MAX_TICK_LABELS = 60  # Beyond this many labels the bar charts drop their names (unreadable anyway).
 CURVES_PER_PANEL = 4
-
-
-def _by_support(summary: Dict) -> List[str]:
-    """Label names, most frequent first (ties by name, as in the printed table)."""
-    return [name for name, _ in sorted(summary["labels"].items(), key=lambda item: (-item[1]["support"], item[0]))]
-
-
-def _precision_recall(positive_histogram: np.ndarray, negative_histogram: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """One label's curve at every bin edge, from the highest score down (full histogram resolution)."""
-    tp = np.cumsum(positive_histogram[::-1])
-    fp = np.cumsum(negative_histogram[::-1])
-    predicted = tp + fp
-    keep = predicted > 0  # Edges above every score predict nothing: no point on the curve.
-    return tp[keep] / tp[-1], tp[keep] / predicted[keep]
 
 
 def _bars(axis, names: List[str], series: List[Tuple[str, np.ndarray]], title: str, ylabel: str) -> None:
@@ -49,13 +37,9 @@ def _bars(axis, names: List[str], series: List[Tuple[str, np.ndarray]], title: s
         axis.legend(loc="upper right", fontsize=8)
 
 
-def _curves(axis, names: List[str], summary: Dict, totals: Dict, index: Dict[str, int], title: str) -> None:
+def _curves(axis, names: List[str], summary: Dict, source, index: Dict[str, int], title: str) -> None:
     for name in names:
-        j = index[name]
-        recall, precision = _precision_recall(
-            np.asarray(totals["positive_histogram"][j], np.float64),
-            np.asarray(totals["negative_histogram"][j], np.float64),
-        )
+        recall, precision = metrics.precision_recall(source, index[name])
         row = summary["labels"][name]
         axis.step(
             recall, precision, where="post", label=f"{name} (n={row['support']}, AP {row['average_precision']:.3f})"
@@ -70,20 +54,20 @@ def _curves(axis, names: List[str], summary: Dict, totals: Dict, index: Dict[str
         axis.legend(loc="lower left", fontsize=8)
 
 
-def write_png(model_dir: str, tuned: Dict, at_half: Dict, totals: Dict) -> str:
+def write_png(model_dir: str, tuned: Dict, at_half: Dict, source) -> str:
     """Draws the report for one eval split and returns its path.
 
     `tuned` and `at_half` are the split's figures (as in metrics/<split>-<step>.json) at the tuned
-    thresholds and at 0.5; `totals` the summed statistics holding the score histograms.
+    thresholds and at 0.5; `source` the evaluation's curves source (metrics.ExactScores or Histograms).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    names = _by_support(tuned)
+    names, left_out = listed_labels(tuned)
     index = {name: j for j, name in enumerate(tuned["labels"])}
-    with_positives = [n for n in names if tuned["labels"][n]["support"] > 0]
+    with_positives = [n for n in by_support(tuned) if tuned["labels"][n]["support"] > 0]
     most = with_positives[:CURVES_PER_PANEL]
     least = [n for n in with_positives[::-1] if n not in most][:CURVES_PER_PANEL]
 
@@ -108,8 +92,13 @@ def write_png(model_dir: str, tuned: Dict, at_half: Dict, totals: Dict) -> str:
         f"Average precision: macro {tuned['macro']['average_precision']:.3f}",
         "AP",
     )
-    _curves(figure.add_subplot(grid[2, 0]), most, tuned, totals, index, "PR curves: most frequent labels")
-    _curves(figure.add_subplot(grid[2, 1]), least, tuned, totals, index, "PR curves: least frequent labels")
+    _curves(figure.add_subplot(grid[2, 0]), most, tuned, source, index, "PR curves: most frequent labels")
+    _curves(figure.add_subplot(grid[2, 1]), least, tuned, source, index, "PR curves: least frequent labels")
+    if left_out:
+        f1_axis.set_xlabel(
+            f"the {len(names) // 2} most and least frequent of {len(tuned['labels'])} labels; "
+            f"all in metrics/{tuned['split']}-{tuned['step']}.csv"
+        )
     figure.suptitle(
         f"[{tuned['split']}] step {tuned['step']}: {tuned['num_examples']} examples, "
         f"micro-F1 {tuned['micro']['f1']:.3f}, CF1 {tuned['paper']['CF1']:.3f}, OF1 {tuned['paper']['OF1']:.3f}"

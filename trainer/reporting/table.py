@@ -1,24 +1,56 @@
 """The per-label table printed after each evaluation."""
 
 import math
-from typing import Dict
+from typing import Dict, List, Tuple
+
+import numpy as np
 
 from trainer.data.labels import shorten
 
 TABLE_COLUMNS = ("precision", "recall", "f1", "average_precision", "roc_auc", "threshold")
+# Beyond this many labels the table, the PNG and TensorBoard show the most and least frequent ones
+# (by support) and a summary; every label stays in metrics/<split>-<step>.csv and .json.
+MAX_LISTED_LABELS = 50
+LISTED_EACH_END = 20
 
 
 def _cell(value) -> str:
     return "   -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:6.3f}"
 
 
-def table(summary: Dict, title: str) -> str:
-    """A per-label table sorted by support (most frequent first), with micro/macro rows."""
+def by_support(summary: Dict) -> List[str]:
+    """Label names, most frequent first (ties by name)."""
+    return [name for name, _ in sorted(summary["labels"].items(), key=lambda item: (-item[1]["support"], item[0]))]
+
+
+def listed_labels(summary: Dict) -> Tuple[List[str], List[str]]:
+    """(labels to show, labels left out): all of them up to MAX_LISTED_LABELS, else the
+    LISTED_EACH_END most and least frequent."""
+    names = by_support(summary)
+    if len(names) <= MAX_LISTED_LABELS:
+        return names, []
+    shown = names[:LISTED_EACH_END] + names[-LISTED_EACH_END:]
+    return shown, names[LISTED_EACH_END:-LISTED_EACH_END]
+
+
+def table(summary: Dict, title: str, stem: str) -> str:
+    """A per-label table sorted by support (most frequent first), with micro/macro rows; at many
+    labels only the most and least frequent, a summary of the rest, and where the full table is
+    (metrics/<stem>.csv)."""
     labels = summary["labels"]
-    width = max([len(n) for n in labels] + [12])
+    shown, left_out = listed_labels(summary)
+    width = max([len(n) for n in shown] + [12])
     header = f"{'label':<{width}} {'support':>7} " + " ".join(f"{c[:6]:>6}" for c in TABLE_COLUMNS)
     lines = [title, header, "-" * len(header)]
-    for name, row in sorted(labels.items(), key=lambda item: (-item[1]["support"], item[0])):
+    for i, name in enumerate(shown):
+        if left_out and i == LISTED_EACH_END:
+            supports = [labels[n]["support"] for n in left_out]
+            f1 = [labels[n]["f1"] for n in left_out]
+            lines.append(
+                f"... {len(left_out)} labels (support {min(supports)}..{max(supports)}, mean F1 "
+                f"{float(np.mean(f1)):.3f}) in metrics/{stem}.csv ..."
+            )
+        row = labels[name]
         lines.append(f"{name:<{width}} {row['support']:>7} " + " ".join(_cell(row[c]) for c in TABLE_COLUMNS))
     lines.append("-" * len(header))
     total_support = sum(row["support"] for row in labels.values())
@@ -31,6 +63,14 @@ def table(summary: Dict, title: str) -> str:
     )
     if "paper" in summary:
         lines.append(" ".join(f"{name}={value:.4f}" for name, value in summary["paper"].items()))
+    if "ranking" in summary:
+        lines.append(" ".join(f"{name}={value:.4f}" for name, value in summary["ranking"].items() if value is not None))
+    curves = summary.get("curves")
+    if curves and not curves["exact"]:
+        lines.append(
+            f"AP/ROC-AUC from histograms ({curves['bins_per_label']} bins a label, over --exact_metrics_budget): "
+            f"within {curves['max_average_precision_bound']} / {curves['max_roc_auc_bound']} of the exact figures"
+        )
     if summary["labels_without_positives"]:
         lines.append(
             "labels without positives (left out of macro averages): " + shorten(summary["labels_without_positives"])
