@@ -297,6 +297,45 @@ def test_per_label_figures_equal_sklearn_on_the_rows_where_the_label_is_known(nu
     assert summary["num_examples"] == 3000 and summary["unknown_entries"] == int((~known).sum())
 
 
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_ranking_figures_leave_unknown_labels_out_of_each_examples_ranking(static_shapes):
+    """Each example ranked over its known labels only (scikit-learn's figures on them); examples
+    without a known label are left out of the averages."""
+    rng = np.random.default_rng(8)
+    labels = (rng.random((300, 6)) < 0.3).astype(np.float32)
+    labels[rng.random(labels.shape) < 0.4] = -1
+    labels[:10] = -1
+    logits = rng.normal(size=labels.shape).astype(np.float32)
+    shapes = metrics.statistics_shapes(6)
+    totals = {name: tf.Variable(tf.zeros(shape, tf.float32)) for name, shape in shapes.items()}
+    batch = (tf.constant(labels), tf.constant(logits), tf.ones([300]))
+    metrics.add_ranking(totals, *batch, tf.ones([6]), static_shapes)
+    metrics.add_batch(totals, *batch, tf.fill([6], 0.5))
+    totals = {name: np.asarray(v.numpy(), np.float64) for name, v in totals.items()}
+    block = metrics.ranking.figures(totals, float(totals["labelled_examples"]), False)
+    lrap, coverage, loss, precision_at_3 = [], [], [], []
+    for y, x in zip(labels, logits):
+        known = y >= 0
+        if not known.any():
+            continue
+        y_known, x_known = y[known][None, :], x[known][None, :]
+        if known.sum() > 1:
+            lrap.append(sk.label_ranking_average_precision_score(y_known, x_known))
+            coverage.append(sk.coverage_error(y_known, x_known))
+            loss.append(sk.label_ranking_loss(y_known, x_known))
+        else:  # One known label (scikit-learn takes no single-column input): ranked first.
+            lrap.append(1.0)
+            coverage.append(float(y_known.sum()))
+            loss.append(0.0)
+        top = np.argsort(-x_known[0], kind="stable")[:3]
+        precision_at_3.append(y_known[0][top].sum() / 3)
+    assert totals["labelled_examples"] == len(lrap) == int((labels >= 0).any(axis=1).sum()) < 290
+    assert block["label_ranking_average_precision"] == pytest.approx(np.mean(lrap), abs=1e-6)
+    assert block["coverage_error"] == pytest.approx(np.mean(coverage), abs=1e-6)
+    assert block["ranking_loss"] == pytest.approx(np.mean(loss), abs=1e-6)
+    assert block["precision@3"] == pytest.approx(np.mean(precision_at_3), abs=1e-6)
+
+
 def test_eval_loss_is_the_mean_over_known_entries():
     rng = np.random.default_rng(6)
     labels = np.where(rng.random((40, 3)) < 0.3, -1, rng.random((40, 3)) < 0.5).astype(np.float32)
