@@ -48,7 +48,7 @@ test-tf220: $(TF220_VENV)/.installed
 	$(TF220_VENV)/bin/python -m pytest -q $(TF220_TESTS)
 
 bench: install
-	$(PY) bench/step_throughput.py
+	set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) runs

@@ -5,7 +5,8 @@
 Writes one GoEmotions-sized text dataset (../shared/data/goemotions/train.tsv if present, else a
 generated one of the same size) as TSV, CSV and 8 TFRecord shards (trainer.prepare), then for
 each: the checking pass + vocabulary (seconds, once per run) and the examples/s of the real
-training stream (data.train_batches: shuffle, batch, this worker's rows), read from the files
+training stream (data.train_batches: shuffle, batch, this worker's rows), streamed from the files
+(--in_memory_budget_mb=0, what data larger than the budget gets)
 (every epoch) and with --cache_train_data (from the second epoch on). The consumption rate
 is the compiled text_bow train loop fed from memory. A ratio above 1 means the input keeps up.
 Short by design: other jobs share the CPU.
@@ -96,9 +97,9 @@ def main(argv):
         _write_csv(tsv, os.path.join(folder, "train.csv"))
         prepare.prepare(DataConfig(label_names=names), tsv, os.path.join(folder, "shards"), num_shards=8, name="train")
         sources = {
-            "tsv": (tsv, DataConfig(label_names=names)),
-            "csv": (os.path.join(folder, "train.csv"), DataConfig(label_names=names)),
-            "tfrecord x8": (os.path.join(folder, "shards", "train-*.tfrecord"), DataConfig()),
+            "tsv": (tsv, DataConfig(label_names=names, in_memory_budget_mb=0)),
+            "csv": (os.path.join(folder, "train.csv"), DataConfig(label_names=names, in_memory_budget_mb=0)),
+            "tfrecord x8": (os.path.join(folder, "shards", "train-*.tfrecord"), DataConfig(in_memory_budget_mb=0)),
         }
         results, consumption = [], None
         for name, (path, config) in sources.items():

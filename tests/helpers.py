@@ -96,11 +96,14 @@ def max_weight_difference(dir_a: str, dir_b: str) -> float:
 
 
 def read_metrics(model_dir: str, split: str = "eval"):
-    """The newest metrics/<split>-<step>.json."""
+    """The newest metrics/<split>-<step>[-<n>].json (an evaluation run adds -<n> beside training's)."""
     folder = os.path.join(model_dir, "metrics")
-    files = [f for f in os.listdir(folder) if f.startswith(f"{split}-") and f.endswith(".json")]
-    newest = max(files, key=lambda f: int(f[len(split) + 1 : -5]))
-    with open(os.path.join(folder, newest)) as f:
+    found = []
+    for name in os.listdir(folder):
+        match = re.fullmatch(rf"{re.escape(split)}-(\d+)(?:-(\d+))?\.json", name)
+        if match:
+            found.append((int(match.group(1)), int(match.group(2) or 1), name))
+    with open(os.path.join(folder, max(found)[2])) as f:
         return json.load(f)
 
 

@@ -50,7 +50,7 @@ def streamed_ids(tmp_path, num_files):
     for f in range(num_files):
         rows = "".join(f"{i},{i % 2}\n" for i in range(f, 48, num_files))
         (folder / f"part-{f}.csv").write_text("id,label:a\n" + rows)
-    return data.load_split(DataConfig(), "train", str(folder / "part-*.csv"), seed=0)
+    return data.load_split(DataConfig(in_memory_budget_mb=0), "train", str(folder / "part-*.csv"), seed=0)
 
 
 def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_parts(tmp_path):
@@ -91,7 +91,7 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
             for i in range(f, 40 + f, 3):
                 writer.write(tfrecord.make_example(None, [i % 2], features=[float(i)]))
     (tmp_path / "labels.txt").write_text("a\nb\n")
-    split = data.load_split(DataConfig(), "train", str(tmp_path / "*.tfrecord"), seed=0)
+    split = data.load_split(DataConfig(in_memory_budget_mb=0), "train", str(tmp_path / "*.tfrecord"), seed=0)
     parts = [[int(f["features"][0]) for f, _ in split.read_part(data.Part(4, i, by_file=False))] for i in range(4)]
     assert {len(p) for p in parts} == {10, 11}  # 42 records: 11, 11, 10, 10.
     assert sorted(sum(parts, [])) == sorted(int(f["features"][0]) for f, _ in split.examples)

@@ -87,7 +87,7 @@ def test_two_workers_read_disjoint_parts_that_together_are_every_example_once_pe
 def worker_stream(pattern: str, worker: int, seed: int, shuffle_buffer: int):
     """The trainer's input pipeline of `worker` (of 2, one replica each, global batch 8), built here."""
     tf.random.set_seed(seed)
-    split = data.load_split(DataConfig(), "train", pattern, seed)
+    split = data.load_split(DataConfig(in_memory_budget_mb=0), "train", pattern, seed)
     topology = Topology(num_replicas=2, num_workers=2, worker_index=worker, is_chief=worker == 0, global_batch_size=8)
     return topology, data.train_batches(split, ["features"], topology, shuffle_buffer, seed, deterministic=False)
 
@@ -113,6 +113,7 @@ def test_sigkilled_sharded_run_resumes_each_worker_with_its_next_examples(tmp_pa
         "--hidden_units=8",
         "--global_batch_size=8",
         "--shuffle_buffer=30",
+        "--in_memory_budget_mb=0",  # Streamed, so that each worker reads its own part.
         "--seed=3",
         "--steps_per_loop=1",
         "--log_every_steps=1",

@@ -58,6 +58,8 @@ def test_every_model_trains_under_the_default_strategy(tmp_path):
     from trainer import run as run_lib
 
     for name in models.MODELS:
+        if name == "hub_text":  # Needs a KerasHub preset and text: tests/test_hub.py.
+            continue
         model_dir = str(tmp_path / name)
         run_lib.run(config_lib.validate(_config(name, model_dir)))
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))

@@ -113,7 +113,7 @@ def test_empty_texts_are_counted_and_kept(tmp_path, caplog):
 def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6):
-        goemotions = data.load_split(DataConfig(), "train", "tfds:goemotions:train", 0)
+        goemotions = data.load_split(DataConfig(in_memory_budget_mb=0), "train", "tfds:goemotions:train", 0)
         raw = list(tfds.load("goemotions", split="train"))
         # Two workers' record shards (what a multi-worker run without --deterministic reads).
         parts = [list(goemotions.read_part(data.Part(2, i, by_file=False))) for i in range(2)]

@@ -33,7 +33,7 @@ def main(patterns, num_steps: int) -> None:
 
     report = {"worker": topology.worker_index}
     for pattern in patterns:
-        split = data.load_split(DataConfig(), "train", pattern, seed=7)
+        split = data.load_split(DataConfig(in_memory_budget_mb=0), "train", pattern, seed=7)  # Streamed: parts.
         iterator = iter(data.train_batches(split, ["features"], topology, 50, seed=7, deterministic=False))
         ids, sums = [], []
         for _ in range(num_steps):

@@ -105,6 +105,16 @@ class DataConfig:
     )
     shuffle_buffer: int = setting(10_000, "Examples in the shuffle buffer.")
     cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
+    threshold_holdout: float = setting(
+        0.1,
+        "Training without --eval_data: this fraction of the training split becomes the eval split (evaluations, "
+        "the best checkpoint, early stopping, tuned thresholds), never the test split; 0 = none.",
+    )
+    in_memory_budget_mb: int = setting(
+        2048,
+        "A split whose parsed arrays fit this many MB is loaded once and batched from memory; larger ones are "
+        "streamed. 0: always stream.",
+    )
     # Text sources: terms (words, then word bigrams) -> ids through a vocabulary of at most
     # max_tokens ids (padding and out-of-vocabulary included), cut or padded to sequence_length.
     max_tokens: int = setting(20_000, "Text: vocabulary size, padding and out-of-vocabulary included.")
@@ -127,7 +137,7 @@ class ModelConfig:
     model: str = setting(
         "mlp",
         "Model: mlp (numeric features), text_bow and text_transformer (text), multi_input (text + numeric), "
-        "cnn (images).",
+        "cnn (images), hub_text (a KerasHub backbone from --preset).",
         model_names,
     )
     hidden_units: Tuple[int, ...] = setting((256, 256), "Hidden layer widths, e.g. 512,512.")
@@ -141,6 +151,26 @@ class ModelConfig:
     cnn_width: int = setting(32, "cnn resnet_small: filters of the first stage.")  # Then 2x, 4x.
     # A local weights file for a keras.applications backbone; empty = from scratch.
     pretrained_weights: str = setting("", "cnn: local weights file of the backbone.")
+    # Pretrained encoders (trainer.pretrained, trainer.hub; docs/pretrained.md).
+    pretrained_embeddings: str = setting(
+        "",
+        "text_bow, multi_input, text_transformer: word vectors that initialise the token embeddings on a fresh "
+        "start: a GloVe/fastText .txt/.vec file or a .npy array (local or gs://).",
+    )
+    pretrained_vocabulary: str = setting(
+        "", "The word of each row of a .npy --pretrained_embeddings; default: <name>.vocab.txt beside it."
+    )
+    freeze_embeddings: bool = setting(False, "Keep the --pretrained_embeddings fixed (not trained).")
+    preset: str = setting(
+        "",
+        "hub_text: a KerasHub preset directory (local or gs://) holding the backbone and its tokenizer; "
+        "nothing is downloaded.",
+    )
+    layer_decay: float = setting(
+        1.0,
+        "hub_text: layer-wise learning-rate decay; the head trains at the full rate, transformer layer i of L "
+        "at layer_decay**(L + 1 - i) of it, the embeddings at layer_decay**(L + 1). 1 = off.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +203,7 @@ class TrainConfig:
     mixed_precision: str = setting("float32", "Compute precision.", PRECISIONS)
     jit_compile: bool = setting(True, "XLA-compile the per-replica step.")
     deterministic: bool = setting(False, "Op determinism: two runs give identical weights.")
-    eval_every_steps: int = setting(500, "Steps between evaluations.")
+    eval_every_steps: int = setting(100, "Steps between evaluations.")
     checkpoint_every_steps: int = setting(500, "Steps between checkpoints.")
     checkpoint_every_seconds: int = setting(
         0, "Also save when this many seconds have passed since the last save (checked between loops); 0 = off."
@@ -184,6 +214,14 @@ class TrainConfig:
     best_metric: str = setting(
         "macro/average_precision",
         "Eval figure whose best value's checkpoint is kept in checkpoints/best/: macro/f1, micro/f1, loss, ...",
+    )
+    early_stopping_patience: int = setting(
+        0, "Stop when this many evaluations in a row have not improved --best_metric; 0 = never."
+    )
+    test_checkpoint: str = setting(
+        "best",
+        "train_and_eval: score --test_data with the best evaluation's checkpoint and thresholds, or the latest.",
+        CHECKPOINT_CHOICES,
     )
     async_checkpoint: bool = setting(False, "Write checkpoints in the background (ignored with several workers).")
     max_nan_rollbacks: int = setting(
@@ -204,6 +242,12 @@ class TrainConfig:
         0,
         "predict: write only the K most probable labels of each example ([name, probability], best first) "
         "instead of every label's probability and logit; 0 = every label.",
+    )
+    threshold_objective: str = setting(
+        "f1",
+        "What each label's tuned threshold maximises: f1, f_beta:B (e.g. f_beta:0.5), precision_at_recall:R "
+        "(the best precision with recall >= R), recall_at_precision:P (the best recall with precision >= P; "
+        "where P is out of reach, the best precision).",
     )
 
 
@@ -244,6 +288,29 @@ class Config:
     train: TrainConfig = TrainConfig()
     loss: LossConfig = LossConfig()
     distribute: DistributeConfig = DistributeConfig()
+
+
+THRESHOLD_OBJECTIVES = ("f1", "f_beta:B", "precision_at_recall:R", "recall_at_precision:P")
+
+
+def threshold_objective(text: str) -> Tuple[str, float]:
+    """--threshold_objective as (kind, value): ("f_beta", B), ("precision_at_recall", R) or
+    ("recall_at_precision", P); f1 is ("f_beta", 1.0). Raises UserError."""
+    kind, _, value = text.partition(":")
+    if text == "f1":
+        return "f_beta", 1.0
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if kind == "f_beta" and number > 0:
+        return kind, number
+    if kind in ("precision_at_recall", "recall_at_precision") and 0 < number <= 1:
+        return kind, number
+    raise UserError(
+        f"--threshold_objective={text!r} is not one of {', '.join(THRESHOLD_OBJECTIVES)} "
+        "(B > 0; R and P in (0, 1]), e.g. precision_at_recall:0.9."
+    )
 
 
 def effective_eval_data(config: Config) -> str:
@@ -311,6 +378,7 @@ def validate(config: Config) -> Config:
         not model.pretrained_weights or model.cnn_backbone != "resnet_small",
         "--pretrained_weights needs a keras.applications --cnn_backbone (resnet50, efficientnet_b0, mobilenet_v2).",
     )
+    _validate_pretrained(config)
     _require(bool(model.hidden_units), "--hidden_units needs at least one width, e.g. 256,256.")
     _require(all(u > 0 for u in model.hidden_units), f"--hidden_units must be positive, got {model.hidden_units}.")
     _require(0.0 <= model.dropout < 1.0, f"--dropout must be in [0, 1), got {model.dropout}.")
@@ -329,6 +397,14 @@ def validate(config: Config) -> Config:
         train.checkpoint_every_seconds >= 0,
         f"--checkpoint_every_seconds must be >= 0 (0 = off), got {train.checkpoint_every_seconds}.",
     )
+    _require(
+        0 <= data.threshold_holdout < 1,
+        f"--threshold_holdout must be in [0, 1) (0 = no held-out split), got {data.threshold_holdout}.",
+    )
+    _require(
+        train.early_stopping_patience >= 0,
+        f"--early_stopping_patience must be >= 0 (0 = never stop early), got {train.early_stopping_patience}.",
+    )
     _require(train.max_nan_rollbacks >= 0, f"--max_nan_rollbacks must be >= 0, got {train.max_nan_rollbacks}.")
     _require(train.weight_decay >= 0, f"--weight_decay must be >= 0, got {train.weight_decay}.")
     _positive("base_batch_size", train.base_batch_size)
@@ -337,6 +413,7 @@ def validate(config: Config) -> Config:
         f"--best_metric={train.best_metric!r} is not an eval figure; use one of {', '.join(BEST_METRICS)}.",
     )
     _positive("exact_metrics_budget", train.exact_metrics_budget)
+    threshold_objective(train.threshold_objective)
     _require(train.predict_top_k >= 0, f"--predict_top_k must be >= 0 (0 = every label), got {train.predict_top_k}.")
     _require(train.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {train.warmup_steps}.")
     _require(train.clip_norm >= 0, f"--clip_norm must be >= 0 (0 = off), got {train.clip_norm}.")
@@ -355,6 +432,41 @@ def validate(config: Config) -> Config:
     # --strategy=tpu without --tpu: distribute.choose_strategy, which also resolves `auto`.
     _check_choices(config, registries=True)  # Last: reading a registry's names imports TensorFlow.
     return config
+
+
+TOKEN_EMBEDDING_MODELS = ("text_bow", "multi_input", "text_transformer")
+
+
+def _validate_pretrained(config: Config) -> None:
+    model = config.model
+    _require(
+        not model.pretrained_embeddings or model.model in TOKEN_EMBEDDING_MODELS,
+        f"--pretrained_embeddings is for --model={', '.join(TOKEN_EMBEDDING_MODELS)}, not {model.model}.",
+    )
+    _require(
+        not model.freeze_embeddings or model.pretrained_embeddings,
+        "--freeze_embeddings keeps pretrained vectors fixed; give them with --pretrained_embeddings.",
+    )
+    _require(
+        not model.pretrained_vocabulary or model.pretrained_embeddings.endswith(".npy"),
+        "--pretrained_vocabulary names the words of a .npy --pretrained_embeddings; text vector files name their own.",
+    )
+    hub_text = model.model == "hub_text"
+    _require(
+        hub_text == bool(model.preset),
+        "--model=hub_text needs --preset=DIR (a KerasHub preset directory)."
+        if hub_text
+        else f"--preset is for --model=hub_text, not {model.model}.",
+    )
+    _require(0 < model.layer_decay <= 1, f"--layer_decay must be in (0, 1] (1 = off), got {model.layer_decay}.")
+    _require(hub_text or model.layer_decay == 1, "--layer_decay is for --model=hub_text.")
+    read = (config.data.eval_data, config.data.test_data)
+    read += (config.data.train_data,) if config.mode in ("train", "train_and_eval") else ()
+    _require(
+        not hub_text or "synthetic" not in read,
+        "--model=hub_text reads raw text with its preset's tokenizer; synthetic data has token ids only: give "
+        "--train_data (and --eval_data) as text files.",
+    )
 
 
 def _check_choices(config: Config, registries: bool) -> None:
@@ -379,6 +491,8 @@ _CHECKPOINT_SHAPING = {
         "transformer_heads",
         "cnn_backbone",
         "cnn_width",
+        "freeze_embeddings",
+        "preset",
     ),
     "train": ("optimizer", "mixed_precision", "ema_decay"),
     "data": (

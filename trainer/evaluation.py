@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import data, metrics, steps
+from trainer import config, data, metrics, steps
 from trainer.distribute import Topology
 from trainer.errors import UserError
 
@@ -124,14 +124,18 @@ class Evaluator:
         )
         return summary, source
 
-    def tune(self, split: data.Split, step: int) -> Tuple[Dict, Dict, object, np.ndarray]:
-        """Tunes one threshold per label on `split` (the eval split). Returns (figures at the tuned
-        thresholds, with the 0.5 ones under "at_0.5"; figures at 0.5; the curves source; the thresholds)."""
+    def tune(self, split: data.Split, step: int, objective: str = "f1") -> Tuple[Dict, Dict, object, np.ndarray]:
+        """Tunes one threshold per label on `split` (the eval split) for `objective`
+        (--threshold_objective). Returns (figures at the tuned thresholds, with the 0.5 ones under
+        "at_0.5" and the objective under "threshold_objective"; figures at 0.5; the curves source;
+        the thresholds)."""
         at_half, source = self.evaluate("eval", split, np.full(split.spec.num_labels, 0.5, np.float32), step)
-        thresholds = metrics.tune_thresholds(source)
+        thresholds, met = metrics.tune(source, config.threshold_objective(objective))
         del source  # The tuned pass gathers the same scores again: hold one copy at a time.
         tuned, tuned_source = self.evaluate("eval", split, thresholds, step)
         tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
+        names = split.spec.label_names
+        tuned["threshold_objective"] = {"objective": objective, "not_met": [names[j] for j in np.flatnonzero(~met)]}
         return tuned, at_half, tuned_source, thresholds
 
     def logits(self, split: data.Split) -> Iterator[np.ndarray]:

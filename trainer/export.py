@@ -27,7 +27,7 @@ from trainer.data import InputSpec, text, tfrecord
 class ServingModule(tf.Module):
     """What the SavedModel holds: the model, the tokenizer, label names and thresholds."""
 
-    def __init__(self, model, tokenizer: Optional[text.Tokenizer], label_names: Sequence[str], thresholds):
+    def __init__(self, model, tokenizer: Optional[tf.Module], label_names: Sequence[str], thresholds):
         super().__init__(name="serving")
         self.model = model
         self.tokenizer = tokenizer
@@ -54,11 +54,12 @@ class ServingModule(tf.Module):
         }
 
 
-def raw_input_specs(spec: InputSpec) -> Dict[str, tf.TensorSpec]:
-    """The serving inputs: raw text instead of token ids when the run has a vocabulary."""
+def raw_input_specs(spec: InputSpec, has_tokenizer: bool = False) -> Dict[str, tf.TensorSpec]:
+    """The serving inputs: raw text instead of token ids when the run has a vocabulary (or, with
+    `has_tokenizer`, a tokenizer of its own: hub_text's preset)."""
     specs = {}
     for name, feature in spec.feature_specs.items():
-        if name == "tokens" and spec.vocabulary:
+        if name == "tokens" and (spec.vocabulary or has_tokenizer):
             specs["text"] = tf.TensorSpec([None], tf.string, name="text")
         elif name == "image":
             specs["image"] = tf.TensorSpec([None], tf.string, name="image")
@@ -68,10 +69,16 @@ def raw_input_specs(spec: InputSpec) -> Dict[str, tf.TensorSpec]:
 
 
 def export(model, spec: InputSpec, input_names: Sequence[str], thresholds, sequence_length: int, bigrams: bool,
-           model_dir: str) -> str:  # fmt: skip
-    """Writes model_dir/export (replacing an older export atomically) and returns its path."""
-    specs = {name: s for name, s in raw_input_specs(spec).items() if name in input_names or name == "text"}
-    tokenizer = text.Tokenizer(spec.vocabulary, sequence_length, bigrams) if "text" in specs else None
+           model_dir: str, tokenizer=None) -> str:  # fmt: skip
+    """Writes model_dir/export (replacing an older export atomically) and returns its path.
+
+    `tokenizer` (a tf.Module: strings [B] -> int32 [B, T]) replaces the run's vocabulary in the
+    graph: hub_text's preset tokenizer, whose TensorFlow Text ops need `import tensorflow_text`
+    before the SavedModel is loaded."""
+    specs = raw_input_specs(spec, has_tokenizer=tokenizer is not None)
+    specs = {name: s for name, s in specs.items() if name in input_names or name == "text"}
+    if tokenizer is None and "text" in specs:
+        tokenizer = text.Tokenizer(spec.vocabulary, sequence_length, bigrams)
     module = ServingModule(model, tokenizer, spec.label_names, thresholds)
 
     @tf.function

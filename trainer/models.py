@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import keras
 import numpy as np
 
-from trainer import layers
+from trainer import hub, layers
 from trainer.config import ModelConfig
 from trainer.data import InputSpec, Split
 from trainer.errors import UserError
@@ -48,9 +48,20 @@ def _hidden_stack(x, config: ModelConfig, name: str = "hidden"):
     return x
 
 
+def _token_embedding(spec: InputSpec, config: ModelConfig, mask_zero: bool):
+    """The token embedding; trainer.pretrained may set it from word vectors (fixed with --freeze_embeddings)."""
+    return keras.layers.Embedding(
+        spec.vocab_size,
+        config.embedding_dim,
+        mask_zero=mask_zero,
+        trainable=not config.freeze_embeddings,
+        name="embedding",
+    )
+
+
 def _text_bag(tokens, spec: InputSpec, config: ModelConfig):
     """Token ids (0 = padding; words and word bigrams) -> embedding -> masked average."""
-    embedded = keras.layers.Embedding(spec.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    embedded = _token_embedding(spec, config, mask_zero=True)(tokens)
     return keras.layers.GlobalAveragePooling1D(name="average")(embedded)
 
 
@@ -89,7 +100,7 @@ def build_text_transformer(config: ModelConfig, spec: InputSpec) -> keras.Model:
             f"--embedding_dim={config.embedding_dim} must be divisible by --transformer_heads="
             f"{config.transformer_heads} (each head gets embedding_dim / heads dimensions)."
         )
-    x = keras.layers.Embedding(spec.vocab_size, config.embedding_dim, name="embedding")(tokens)
+    x = _token_embedding(spec, config, mask_zero=False)(tokens)
     x = layers.PositionEmbedding(name="positions")(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout)(x)
@@ -102,6 +113,20 @@ def build_text_transformer(config: ModelConfig, spec: InputSpec) -> keras.Model:
     x = layers.MaskedMean(name="average")(x, keep)
     x = _hidden_stack(x, config)
     return keras.Model(inputs, _logits(x, spec.num_labels), name="text_transformer")
+
+
+def build_hub_text(config: ModelConfig, spec: InputSpec) -> keras.Model:
+    """Token ids from the preset's tokenizer -> a pretrained KerasHub backbone -> masked mean over the
+    tokens -> dropout -> logits. No hidden layers: the usual fine-tuning head (docs/pretrained.md)."""
+    inputs = _inputs(spec, ["tokens"])
+    tokens = inputs["tokens"]
+    backbone, pad_id = hub.load_backbone(config.preset, tokens.shape[1])
+    keep = keras.ops.not_equal(tokens, pad_id)
+    x = hub.sequence_output(backbone(hub.backbone_inputs(backbone, tokens, keep)))
+    x = layers.MaskedMean(name="average")(x, keep)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout)(x)
+    return keras.Model(inputs, _logits(x, spec.num_labels), name="hub_text")
 
 
 def _backbone(config: ModelConfig, shape):
@@ -145,32 +170,47 @@ MODELS: Dict[str, Callable[..., keras.Model]] = {
     "multi_input": build_multi_input,
     "text_transformer": build_text_transformer,
     "cnn": build_cnn,
+    "hub_text": build_hub_text,
 }
+
+
+def random_states(model: keras.Model):
+    """The states of the model's random seed generators (its dropout layers'; hub_text's backbones
+    have dropout inside). Saved with the checkpoint so a resumed run draws the same masks as one
+    that never stopped; Keras keeps them outside the layers' checkpointed attributes."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 def feature_moments(split: Split):
     """Per-feature mean and variance of a split's numeric `features`, in float64 and a fixed order
-    (every worker computes the same values)."""
+    (every worker computes the same values), and whether each feature is binary (only 0 and 1)."""
     if split.arrays is not None:
         features = split.arrays[0]["features"].astype(np.float64)
-        return features.mean(axis=0), features.var(axis=0)
-    total = total_squares = None
+        return features.mean(axis=0), features.var(axis=0), np.all((features == 0) | (features == 1), axis=0)
+    total = total_squares = binary = None
     count = 0
     for batch in split.examples.map(lambda features, labels: features["features"]).batch(4096):
         values = batch.numpy().astype(np.float64)
         total = values.sum(axis=0) if total is None else total + values.sum(axis=0)
         squares = (values**2).sum(axis=0)
         total_squares = squares if total_squares is None else total_squares + squares
+        zero_one = np.all((values == 0) | (values == 1), axis=0)
+        binary = zero_one if binary is None else binary & zero_one
         count += len(values)
     mean = total / count
-    return mean, np.maximum(total_squares / count - mean**2, 0.0)
+    return mean, np.maximum(total_squares / count - mean**2, 0.0), binary
 
 
 def adapt(model: keras.Model, train_split: Split) -> None:
     """Sets the statistics of the model's normalisation layers from the training data. Called on a
-    fresh model only: a restored checkpoint brings the statistics of the run that wrote it."""
+    fresh model only: a restored checkpoint brings the statistics of the run that wrote it.
+
+    Binary features (only 0 and 1 in the training data: word presence, one-hot codes) pass as they
+    are: standardising a rare one turns its 1 into 1/sqrt(frequency) (30 at 0.1%), which the first
+    layer then over-weights; continuous features are standardised."""
     normalizations = [layer for layer in model.layers if isinstance(layer, layers.FeatureNormalization)]
     if normalizations:
-        mean, variance = feature_moments(train_split)
+        mean, variance, binary = feature_moments(train_split)
+        mean, variance = np.where(binary, 0.0, mean), np.where(binary, 1.0, variance)
         for layer in normalizations:
             layer.set_moments(mean, variance)

@@ -18,16 +18,33 @@ class _PreReducedGradients:
         return list(grads_and_vars)
 
 
-class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
+class _LayerRates:
+    """Optional per-variable learning-rate factors (hub_text's --layer_decay; set_rate_factors)."""
+
+    rate_factors = None  # One float per trainable variable, in the order the optimizer was built with.
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.rate_factors is not None:
+            learning_rate = learning_rate * self.rate_factors[self._get_variable_index(variable)]
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class AdamW(_PreReducedGradients, _LayerRates, keras.optimizers.AdamW):
     pass
 
 
-class Adam(_PreReducedGradients, keras.optimizers.Adam):
+class Adam(_PreReducedGradients, _LayerRates, keras.optimizers.Adam):
     pass
 
 
-class SGD(_PreReducedGradients, keras.optimizers.SGD):
+class SGD(_PreReducedGradients, _LayerRates, keras.optimizers.SGD):
     pass
+
+
+def set_rate_factors(optimizer, factors) -> None:
+    """Scales the learning rate of each trainable variable by its factor (None: all 1)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # Under loss scaling.
+    inner.rate_factors = None if factors is None else [float(f) for f in factors]
 
 
 # --optimizer: name -> class; _optimizer_args gives the keyword arguments beyond the rate.

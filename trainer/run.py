@@ -30,16 +30,18 @@ from trainer import (
     distribute,
     evaluation,
     export,
+    hub,
     losses,
     metrics,
     models,
     optimization,
     paths,
+    pretrained,
 )
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
-from trainer.data import labels, text
+from trainer.data import holdout, labels, text
 from trainer.errors import UserError
 from trainer.reporting import Reporter, read_thresholds
 
@@ -100,18 +102,23 @@ def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
         "test": config.data.test_data,
     }
     splits: Dict[str, data.Split] = {}
+    tokenizer = hub.tokenizer_for(config)  # A hub_text preset's own; None: the run's vocabulary.
     for name in SPLITS[config.mode]:
         if not flags[name]:
             continue
         first = next(iter(splits.values()), None)
         vocabulary = first.spec.vocabulary if first else vocabulary
-        split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary)
+        split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary, tokenizer)
         if first is not None and split.spec.label_names != first.spec.label_names:
             raise UserError(
                 f"--{name}_data has labels {labels.shorten(split.spec.label_names, 4)} but the model is built "
                 f"for {labels.shorten(first.spec.label_names, 4)}; give every split the same labels (--label_names)."
             )
         splits[name] = split
+    if config.mode == "train_and_eval" and "eval" not in splits and config.data.threshold_holdout > 0:
+        splits["train"], splits["eval"] = holdout.split(
+            splits["train"], config.data.threshold_holdout, config.train.seed
+        )
     return splits
 
 
@@ -156,18 +163,25 @@ def setup(config: Config) -> Run:
         optimizer = optimization.make_optimizer(train) if training else None
         if optimizer is not None:
             optimizer.build(model.trainable_variables)
+            optimization.set_rate_factors(optimizer, hub.layer_rate_factors(model, config.model))
         if training and not has_checkpoint:  # A restore brings the statistics of the run that wrote it.
             models.adapt(model, train_split)
+            if not init_prefix:  # A warm start brings its own embeddings.
+                pretrained.initialise(model, config.model, spec.vocabulary, train.seed)
         step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
         average = averaging.WeightAverage(model.trainable_variables, train.ema_decay) if train.ema_decay else None
+    config = hub.xla_fallback(config, model)
+    train = config.train
     positive_fraction = train_split.positive_fraction() if training else None
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
 
     # 5. The train iterator. With several workers each saves its own position: even when all read
     # the same global stream, the chief's iterator state holds batches prefetched with its rows.
     trackables, own_input, iterator = {"model": model, "step": step}, None, None
+    if models.random_states(model):  # Only then: checkpoints of models without dropout keep their keys.
+        trackables.update(random_states=models.random_states(model))
     if average is not None:
         trackables.update(weight_average=average)
     if training:
@@ -330,6 +344,7 @@ def export_model(run: Run) -> None:
         data_config.sequence_length,
         data_config.text_bigrams,
         run.config.model_dir,
+        tokenizer=hub.tokenizer_for(run.config),
     )
 
 

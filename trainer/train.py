@@ -14,11 +14,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import data, metrics, steps
-from trainer.checkpoint import BestCheckpoint
+from trainer import config as config_lib
+from trainer import data, metrics, paths, steps
+from trainer.checkpoint import BestCheckpoint, restore_best
 from trainer.data import labels
 from trainer.errors import Preempted, TrainingFailed
 from trainer.preemption import make_watcher
+from trainer.reporting import read_thresholds
 
 
 def train(run) -> None:
@@ -26,6 +28,7 @@ def train(run) -> None:
     config, train_config = run.config, run.config.train
     evaluating = config.mode == "train_and_eval" and run.eval_split is not None
     best = _best_checkpoint(run) if evaluating else None
+    stale_evaluations = 0  # Evaluations in a row without a better --best_metric (this process's count).
     _log_label_statistics(run.train_split)
     train_loop = steps.make_train_loop(
         run.strategy,
@@ -97,26 +100,56 @@ def train(run) -> None:
             with _evaluation_weights(run):
                 summary, source = run.evaluator.evaluate("eval", run.eval_split, at_half, current)
             run.reporter.evaluation(summary, source)
-            _keep_if_best(run, best, summary, source)
+            stale_evaluations = 0 if _keep_if_best(run, best, summary, source) else stale_evaluations + 1
             del source  # Exact scores can be large: not held through the next pass.
+            patience = train_config.early_stopping_patience
+            if patience and stale_evaluations >= patience:
+                logging.info(
+                    "[train] early stop at step %d: %d evaluations without a better %s than at step %d "
+                    "(--early_stopping_patience).",
+                    current,
+                    stale_evaluations,
+                    best.metric,
+                    best.step,
+                )
+                run.checkpoints.save(current)
+                break
     run.checkpoints.sync()
     # Every worker logs this; equal digests prove the replicas ended in sync.
     logging.info("[train] done at step %d; weights sha256 %s", current, weights_digest(run.model))
     if evaluating:
         _finish(run, best, current)
+    elif config.mode == "train_and_eval" and run.test_split is not None:  # No eval split: test at 0.5.
+        at_half = np.full(run.spec.num_labels, 0.5, np.float32)
+        with _evaluation_weights(run):
+            summary, source = run.evaluator.evaluate("test", run.test_split, at_half, current)
+        run.reporter.evaluation(summary, source)
 
 
 def _finish(run, best: BestCheckpoint, step: int) -> None:
-    """Tunes one threshold per label on eval (thresholds.json), reports, then scores test with them."""
+    """Tunes one threshold per label on eval (thresholds.json), reports, then scores test: with the
+    best evaluation's checkpoint and the thresholds tuned at it (--test_checkpoint=best, the
+    default), or with the last weights and the thresholds just tuned."""
     with _evaluation_weights(run):
-        tuned, at_half, source, thresholds = run.evaluator.tune(run.eval_split, step)
+        tuned, at_half, source, thresholds = run.evaluator.tune(
+            run.eval_split, step, run.config.train.threshold_objective
+        )
     run.reporter.tuned(tuned, at_half, source, thresholds)
     _keep_if_best(run, best, at_half, source)  # The final step competes at 0.5, as the others did.
     del source
-    if run.test_split is not None:
-        with _evaluation_weights(run):
-            summary, test_source = run.evaluator.evaluate("test", run.test_split, thresholds, step)
-        run.reporter.evaluation(summary, test_source)
+    if run.test_split is None:
+        return
+    if run.config.train.test_checkpoint == "best" and best.step not in (None, step):
+        # Every worker restores it: the model_dir is shared by the workers (they resume from it too).
+        with run.strategy.scope():
+            restore_best(run.config.model_dir, run.checkpoints.without_input)
+        step = best.step
+        thresholds = read_thresholds(paths.best(run.config.model_dir), run.spec.label_names)
+        run.evaluator.checkpoint = "best"
+        logging.info("Scoring --test_data with the best checkpoint (step %d; --test_checkpoint=best).", step)
+    with _evaluation_weights(run):
+        summary, test_source = run.evaluator.evaluate("test", run.test_split, thresholds, step)
+    run.reporter.evaluation(summary, test_source)
 
 
 @contextlib.contextmanager
@@ -141,16 +174,18 @@ def _best_checkpoint(run) -> BestCheckpoint:
     return best
 
 
-def _keep_if_best(run, best: BestCheckpoint, summary, source) -> None:
+def _keep_if_best(run, best: BestCheckpoint, summary, source) -> bool:
     """Keeps the checkpoint in checkpoints/best/ when `summary` (figures at 0.5) is the best so far,
-    with thresholds tuned on that evaluation; best.json is written last."""
+    with thresholds tuned on that evaluation; best.json is written last. Returns whether it was."""
     value = figure(summary, best.metric)
     if not best.improves(value):
-        return
+        return False
     step = int(summary["step"])
     best.save(step)
-    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune_thresholds(source))
+    objective = config_lib.threshold_objective(run.config.train.threshold_objective)
+    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune(source, objective)[0])
     best.record(step, value)
+    return True
 
 
 def figure(summary, name: str) -> float:

@@ -57,16 +57,19 @@ class BestCheckpoint:
         self.checkpoint = checkpoint
         self.path = paths.best_record(model_dir)
         self.lower_is_better = metric in LOWER_IS_BETTER
-        self.value = self._read_best() if is_chief else None
+        self.value: Optional[float] = None  # The best value so far, and the step it was reached at.
+        self.step: Optional[int] = None
+        if is_chief:
+            self._read_best()
 
-    def _read_best(self) -> Optional[float]:
+    def _read_best(self) -> None:
         if not tf.io.gfile.exists(self.path):
-            return None
+            return
         try:
             saved = json.loads(paths.read_text(self.path))
         except (OSError, ValueError, tf.errors.OpError) as e:
             logging.warning("Ignoring unreadable %s (%s): the next evaluation becomes the best.", self.path, e)
-            return None
+            return
         if saved.get("metric") != self.metric:
             logging.warning(
                 "%s tracks %s, not --best_metric=%s: the next evaluation becomes the best.",
@@ -74,16 +77,18 @@ class BestCheckpoint:
                 saved.get("metric"),
                 self.metric,
             )
-            return None
+            return
         logging.info("Best %s so far: %.6g at step %d (%s)", self.metric, saved["value"], saved["step"], self.path)
-        return float(saved["value"])
+        self.value, self.step = float(saved["value"]), int(saved["step"])
 
     def agree(self, strategy) -> None:
-        """Multi-worker only: every worker takes the chief's best value (a sum where only the chief adds)."""
-        known, value = (1.0, self.value) if self.is_chief and self.value is not None else (0.0, 0.0)
-        # Only the chief's replicas add [1, value], so sum[1] / sum[0] is its value for any replica count.
-        total = distribute.make_replica_sum(strategy)(tf.constant([known, value], tf.float64)).numpy()
+        """Multi-worker only: every worker takes the chief's best value and step (a sum where only the chief adds)."""
+        known = self.is_chief and self.value is not None
+        local = [1.0, self.value, float(self.step)] if known else [0.0, 0.0, 0.0]
+        # Only the chief's replicas add [1, value, step], so sum[i] / sum[0] is its figure for any replica count.
+        total = distribute.make_replica_sum(strategy)(tf.constant(local, tf.float64)).numpy()
         self.value = float(total[1] / total[0]) if total[0] > 0 else None
+        self.step = int(round(total[2] / total[0])) if total[0] > 0 else None
         if not self.is_chief and self.value is not None:
             logging.info("Best %s so far, from the chief: %.6g", self.metric, self.value)
 
@@ -102,7 +107,7 @@ class BestCheckpoint:
 
     def record(self, step: int, value: float) -> None:
         """Writes best.json, last: after `save` and the thresholds."""
-        self.value = value
+        self.value, self.step = value, step
         if self.is_chief:
             record = json.dumps({"step": step, "metric": self.metric, "value": value}) + "\n"
             paths.atomic_write(self.path, record)

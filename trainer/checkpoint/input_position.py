@@ -53,8 +53,9 @@ class InputPositions:
         except (tf.errors.OpError, ValueError, AssertionError) as e:
             logging.info("Restoring %s failed: %s", path, e)
             raise UserError(
-                f"the input position {path} does not fit this run's input: --train_data, --shuffle_buffer or "
-                "--cache_train_data differ from the run that saved it; use the original flags, or delete "
+                f"the input position {path} does not fit this run's input: --train_data, --shuffle_buffer, "
+                "--cache_train_data or --in_memory_budget_mb differ from the run that saved it; use the original "
+                "flags, or delete "
                 f"{self.directory} to restart this worker's input from a fresh shuffle."
             )
         logging.info("Input of %s restored from %s", self.name, path)

@@ -5,11 +5,14 @@
                -> takes the run's vocabulary, or builds it from the training split (text only)
                -> returns the Split: examples tokenised, and `read_part` for one worker's part.
 
-Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Nothing
-is loaded whole into Python except the synthetic problem: the stream the run iterates reads the
-files in sorted order, parses records in vectorised batches of PARSE_BATCH, then unbatches.
+Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Past the
+checking pass nothing is parsed in Python: the stream reads the files in sorted order, parses
+records in vectorised batches of PARSE_BATCH, then unbatches. A split whose arrays fit
+--in_memory_budget_mb goes through that stream once into arrays (data.in_memory); larger ones
+are streamed every epoch. The synthetic problem is made in memory.
 """
 
+import dataclasses
 import os
 from typing import List, Protocol, Sequence, Tuple
 
@@ -17,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainer.config import DataConfig
-from trainer.data import delimited, synthetic, text, tfds, tfrecord
+from trainer.data import delimited, in_memory, synthetic, text, tfds, tfrecord
 from trainer.data.labels import Stats
 from trainer.data.split import InputSpec, Part, Split, from_arrays
 from trainer.errors import UserError
@@ -82,11 +85,14 @@ def open_reader(config: DataConfig, split: str, path: str, seed: int) -> Tuple[R
     return reader, f"{path} ({len(files)} {data_format} file{'s' if len(files) > 1 else ''})"
 
 
-def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = ()) -> Split:
+def load_split(
+    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
+) -> Split:
     """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
 
     `vocabulary` is the run's (saved in the model dir, or built from the training split); text
-    sources other than the training split need it.
+    sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
+    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
     """
     flag = f"--{split}_data"
     reader, described = open_reader(config, split, path, seed)
@@ -120,23 +126,28 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
         return from_arrays(reader.features, reader.labels, reader.label_names, reader.vocab_size)
 
     batches = reader.read(reader.files, (1, 0), in_order=True)
-    tokenizer = None
-    if "text" in batches.element_spec[0]:
+    if "text" not in batches.element_spec[0]:
+        tokenizer, vocabulary = None, ()
+    elif tokenizer is not None:
+        vocabulary = ()
+    else:
         vocabulary = _vocabulary(config, flag, split, batches, vocabulary)
         tokenizer = text.Tokenizer(vocabulary, config.sequence_length, config.text_bigrams)
-    else:
-        vocabulary = ()
     num_labels = len(reader.label_names)
 
-    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
-        """Parsed batches -> unbatched model inputs (text becomes token ids)."""
+    def inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> batches of model inputs (text becomes token ids)."""
         batches = batches.map(lambda features, labels: (features, tf.ensure_shape(labels, [None, num_labels])))
         if tokenizer is not None:
             batches = batches.map(
                 lambda features, labels: (_with_tokens(features, tokenizer), labels),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        return batches.unbatch()
+        return batches
+
+    def examples(batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Parsed batches -> unbatched model inputs."""
+        return inputs(batches).unbatch()
 
     def read_part(part: Part) -> tf.data.Dataset:
         """One Part's examples, for training."""
@@ -158,6 +169,11 @@ def load_split(config: DataConfig, split: str, path: str, seed: int, vocabulary:
     features_spec, _ = unbatched.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary))
+    if in_memory.fits(flag, stats.num_examples, unbatched.element_spec, config.in_memory_budget_mb):
+        # The same parse as the stream, once: the arrays hold what streaming would yield, in file order.
+        features, labels = in_memory.load(flag, inputs(batches), stats.num_examples)
+        loaded = from_arrays(features, labels, spec.label_names, spec.vocab_size)
+        return dataclasses.replace(loaded, spec=spec, label_counts=stats.label_counts, files=reader.files)
     return Split(
         unbatched,
         spec,
@@ -184,7 +200,7 @@ def _vocabulary(
     return text.build_vocabulary(texts, config.max_tokens, config.text_bigrams)
 
 
-def _with_tokens(features, tokenizer: text.Tokenizer):
+def _with_tokens(features, tokenizer):
     """The model inputs: `text` becomes `tokens`; other features pass through."""
     inputs = {key: value for key, value in features.items() if key != "text"}
     inputs["tokens"] = tokenizer(features["text"])

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.metrics import counts, curves, histogram, propensity, ranking
-from trainer.metrics.curves import ExactScores, pr_curve_counts, precision_recall, tune_thresholds
+from trainer.metrics.curves import ExactScores, pr_curve_counts, precision_recall, tune, tune_thresholds
 from trainer.metrics.histogram import Histograms
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ranking",
     "statistics_shapes",
     "summarize",
+    "tune",
     "tune_thresholds",
 ]
 

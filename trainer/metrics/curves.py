@@ -17,7 +17,7 @@ Labels are processed in chunks, so the host never holds more than one chunk's so
 """
 
 import dataclasses
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 
@@ -67,6 +67,16 @@ class ExactScores:
 
     def chunk_size(self) -> int:
         return max(1, SORT_CHUNK_ENTRIES // max(len(self.logits), 1))
+
+    def positives_per_label(self) -> np.ndarray:
+        return self.labels.sum(axis=0)
+
+    def pooled(self, indices: Sequence[int]):
+        """The labels `indices` as one label (their scores side by side); None when that is more than
+        a sort chunk (those labels then keep thresholds of their own)."""
+        if len(self.logits) * len(indices) > SORT_CHUNK_ENTRIES:
+            return None
+        return ExactScores(self.logits[:, indices].reshape(-1, 1), self.labels[:, indices].reshape(-1, 1))
 
     def groups(self, indices: Sequence[int], by_probability: bool = False) -> Groups:
         """The groups of distinct scores of the labels `indices`: distinct logits, or with
@@ -145,23 +155,46 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-def best_thresholds(groups: Groups, default: float = 0.5) -> np.ndarray:
-    """Per label of `groups`, the probability threshold that maximises F1 (ties: the one nearest
-    `default`); labels without positives, or whose best F1 is 0, keep `default`.
+F1 = ("f_beta", 1.0)  # The default --threshold_objective, as (kind, value): see config.threshold_objective.
+
+
+def _objective_scores(groups: Groups, objective) -> Tuple[np.ndarray, np.ndarray]:
+    """Per group (the threshold that predicts it and those above): the objective's value, and
+    whether the group meets the objective's constraint (always, for F-beta)."""
+    kind, value = objective
+    tp, fp = groups.cumulative(groups.positives), groups.cumulative(groups.negatives)
+    num_pos = groups.per_label_sum(groups.positives)[groups.segment]
+    precision, recall = divide(tp, tp + fp), divide(tp, num_pos)
+    if kind == "f_beta":
+        b2 = value**2
+        return divide((1 + b2) * tp, b2 * num_pos + tp + fp), np.ones(len(tp), bool)
+    if kind == "precision_at_recall":
+        feasible = recall >= value - 1e-12
+        return np.where(feasible, precision, -1.0), feasible
+    feasible = precision >= value - 1e-12  # recall_at_precision
+    # A label that never reaches the precision falls back to its best achievable precision.
+    met = np.zeros(len(groups.offsets) - 1, bool)
+    np.logical_or.at(met, groups.segment, feasible)
+    return np.where(met[groups.segment], np.where(feasible, recall, -1.0), precision), feasible
+
+
+def best_thresholds(groups: Groups, default: float = 0.5, objective=F1) -> Tuple[np.ndarray, np.ndarray]:
+    """Per label of `groups`: (the probability threshold that maximises `objective` (ties: the one
+    nearest `default`), whether the objective's constraint was met). Labels without positives,
+    or whose best value is 0, keep `default`; they count as met.
 
     Exact scores put the threshold between two distinct float32 probabilities (half-way where it
     can), bins at a bin edge.
     """
-    p, n = groups.positives, groups.negatives
-    tp, fp = groups.cumulative(p), groups.cumulative(n)
+    score, feasible = _objective_scores(groups, objective)
     segment = groups.segment
-    num_pos = groups.per_label_sum(p)[segment]
-    f1 = divide(2 * tp, tp + fp + num_pos)
     num_labels = len(groups.offsets) - 1
     best = np.full(num_labels, -1.0)
-    np.maximum.at(best, segment, f1)
+    np.maximum.at(best, segment, score)
+    met = np.zeros(num_labels, bool)
+    np.logical_or.at(met, segment, feasible)
     probabilities = np.maximum(groups.cuts, 0.0)  # -inf logit: predict every example.
-    distance = np.where(f1 >= best[segment] - 1e-12, np.abs(probabilities - default), np.inf)
+    distance = np.where(score >= best[segment] - 1e-12, np.abs(probabilities - default), np.inf)
     # Per label, the candidate nearest `default`: sort by (label, distance), take each label's first.
     order = np.lexsort((distance, segment))
     with_groups = np.flatnonzero(np.diff(groups.offsets) > 0)
@@ -169,15 +202,39 @@ def best_thresholds(groups: Groups, default: float = 0.5) -> np.ndarray:
     keep = best[with_groups] > 0
     thresholds = np.full(num_labels, default)
     thresholds[with_groups[keep]] = probabilities[first[keep]]
-    return thresholds
+    has_positives = groups.per_label_sum(groups.positives) > 0
+    return thresholds, met | ~has_positives
 
 
-def tune_thresholds(source, default: float = 0.5) -> np.ndarray:
-    """`best_thresholds` for every label of `source`, as float32 probabilities."""
-    thresholds = np.full(source.num_labels, default)
+# Labels with fewer positives than this in the tuning split share one threshold (see `tune`).
+MIN_POSITIVES_FOR_OWN_THRESHOLD = 10
+
+
+def tune(
+    source, objective=F1, default: float = 0.5, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD
+) -> Tuple[np.ndarray, np.ndarray]:
+    """`best_thresholds` for every label of `source`: (float32 probability thresholds, met [L] bool).
+
+    Labels with 1 to `min_positives` - 1 positives share one threshold, the best for their pooled
+    scores: a threshold fitted to a handful of positives does not carry over to new data (tuned on
+    a small held-out part of a many-label set it drops near 0 and floods the predictions with
+    false positives). `min_positives` 1 gives every label its own."""
+    thresholds, met = np.full(source.num_labels, default), np.ones(source.num_labels, bool)
     for indices in label_chunks(source):
-        thresholds[indices] = best_thresholds(source.groups(indices, by_probability=True), default)
-    return thresholds.astype(np.float32)
+        groups = source.groups(indices, by_probability=True)
+        thresholds[indices], met[indices] = best_thresholds(groups, default, objective)
+    positives = source.positives_per_label()
+    rare = np.flatnonzero((positives > 0) & (positives < min_positives))
+    pooled = source.pooled(rare) if len(rare) > 1 else None
+    if pooled is not None:
+        pooled_threshold, pooled_met = best_thresholds(pooled.groups([0], by_probability=True), default, objective)
+        thresholds[rare], met[rare] = pooled_threshold[0], pooled_met[0]
+    return thresholds.astype(np.float32), met
+
+
+def tune_thresholds(source, default: float = 0.5, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD) -> np.ndarray:
+    """The F1-optimal thresholds of every label of `source` (rare labels pooled, see `tune`)."""
+    return tune(source, F1, default, min_positives)[0]
 
 
 def all_curve_figures(source) -> Dict[str, np.ndarray]:

@@ -133,6 +133,14 @@ class Histograms:
     def chunk_size(self) -> int:
         return max(1, (1 << 22) // self.num_bins)
 
+    def positives_per_label(self) -> np.ndarray:
+        return self.histograms[:, 1].sum(axis=1)
+
+    def pooled(self, indices: Sequence[int]) -> "Histograms":
+        """The labels `indices` as one label: their histograms summed."""
+        summed = self.histograms[np.asarray(indices)].sum(axis=0, keepdims=True)
+        return Histograms(summed.reshape(-1), 1, self.num_bins)
+
     def groups(self, indices: Sequence[int], by_probability: bool = False) -> Groups:
         """One group per non-empty bin of the labels `indices`, highest first; a bin's scores are
         >= its lower edge, where its threshold is (`by_probability` changes nothing here)."""

@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainer import paths
+from trainer.data.labels import shorten
 from trainer.reporting.files import read_thresholds, write_metrics, write_predictions, write_thresholds
 from trainer.reporting.png import write_png
 from trainer.reporting.table import table
@@ -62,11 +63,18 @@ class Reporter:
         write_thresholds(self.model_dir, list(tuned["labels"]), thresholds)
         self.evaluation(tuned, source)
         logging.info("Wrote %s", write_png(self.model_dir, tuned, at_half, source))
+        objective = tuned["threshold_objective"]
         print(
-            f"Tuned thresholds on eval: macro-F1 {at_half['macro']['f1']:.4f} at 0.5 -> "
+            f"Tuned thresholds ({objective['objective']}) on eval: macro-F1 {at_half['macro']['f1']:.4f} at 0.5 -> "
             f"{tuned['macro']['f1']:.4f}; written to {paths.thresholds(self.model_dir)}",
             flush=True,
         )
+        if objective["not_met"]:
+            print(
+                f"{len(objective['not_met'])} label(s) cannot meet {objective['objective']} on eval and use their best "
+                f"precision instead: {shorten(objective['not_met'])}",
+                flush=True,
+            )
 
     def best_thresholds(self, label_names: List[str], thresholds: np.ndarray) -> None:
         """checkpoints/best/thresholds.json: tuned on the evaluation that made the checkpoint the best."""

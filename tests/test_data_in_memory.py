@@ -1,0 +1,141 @@
+"""In-memory splits (--in_memory_budget_mb): which path a split takes, the budget fallback, and
+that batches, figures and exact resume match the streamed path."""
+
+import signal
+
+import numpy as np
+import pytest
+from helpers import check_ok, max_weight_difference, read_metrics, read_until, run_trainer, start_trainer
+
+from trainer import data
+from trainer.config import DataConfig
+from trainer.data import in_memory
+from trainer.distribute import Topology
+
+CSV_FLAGS = ["--hidden_units=32", "--global_batch_size=64", "--steps_per_loop=10", "--log_every_steps=10"]
+
+
+def write_csv(path, num_examples, num_features=16, num_labels=4, seed=0):
+    """A learnable CSV: `num_features` features, `num_labels` `label:` columns that depend on them."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(num_examples, num_features)).round(4)
+    labels = (features[:, :num_labels] + 0.3 * rng.normal(size=(num_examples, num_labels)) > 0.5).astype(int)
+    header = [f"f{i}" for i in range(num_features)] + [f"label:l{j}" for j in range(num_labels)]
+    lines = [",".join(header)] + [
+        ",".join([f"{v:g}" for v in x] + [str(v) for v in y]) for x, y in zip(features, labels)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_file_split_within_the_budget_is_in_memory_and_one_above_it_is_streamed(tmp_path, caplog):
+    path = write_csv(tmp_path / "train.csv", 300)
+    caplog.set_level("INFO")
+    loaded = data.load_split(DataConfig(), "train", path, seed=0)
+    assert loaded.arrays is not None and loaded.read_part is None
+    assert loaded.arrays[0]["features"].shape == (300, 16) and loaded.arrays[1].shape == (300, 4)
+    assert "--train_data: in memory (0.0 MB of arrays, within --in_memory_budget_mb=2048)" in caplog.text
+
+    streamed = data.load_split(DataConfig(in_memory_budget_mb=0), "train", path, seed=0)
+    assert streamed.arrays is None and streamed.read_part is not None
+    assert "--train_data: streamed from the files (--in_memory_budget_mb=0)" in caplog.text
+    # The same examples, in file order, with the same counts and spec.
+    rows = [(f["features"].numpy(), y.numpy()) for f, y in streamed.examples]
+    assert np.array_equal(np.stack([r[0] for r in rows]), loaded.arrays[0]["features"])
+    assert np.array_equal(np.stack([r[1] for r in rows]), loaded.arrays[1])
+    assert np.array_equal(streamed.label_counts, loaded.label_counts)
+    assert streamed.spec == loaded.spec
+
+
+def test_the_size_is_estimated_from_the_count_and_shapes_before_loading(tmp_path, caplog):
+    """20,000 examples of 16 + 4 float32 are 1.53 MB: over a 1 MB budget, so never loaded."""
+    path = write_csv(tmp_path / "train.csv", 20_000)
+    caplog.set_level("INFO")
+    split = data.load_split(DataConfig(in_memory_budget_mb=1), "train", path, seed=0)
+    assert split.arrays is None
+    assert "its arrays would take 1.5 MB, more than --in_memory_budget_mb=1" in caplog.text
+    assert not in_memory.fits("--train_data", 10**12, split.examples.element_spec, budget_mb=10**9)
+    assert "would not fit the" in caplog.text  # More than the free memory: streamed, never loaded.
+
+
+def test_text_splits_hold_token_ids_in_memory(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("".join(f"{'good' if i % 2 else 'bad'} day {i}\t{i % 2}\n" for i in range(40)))
+    (tmp_path / "labels.txt").write_text("neg\npos\n")
+    split = data.load_split(DataConfig(), "train", str(path), seed=0)
+    tokens = split.arrays[0]["tokens"]
+    assert tokens.dtype == np.int32 and tokens.shape == (40, DataConfig().sequence_length)
+    assert split.spec.vocabulary and set(split.arrays[0]) == {"tokens"}
+
+
+def test_in_memory_batches_equal_the_streamed_ones_for_a_small_file(tmp_path):
+    """A split smaller than the shuffle buffer: the index shuffle is the example shuffle, batch for batch."""
+    path = write_csv(tmp_path / "train.csv", 100)
+    splits = [data.load_split(DataConfig(in_memory_budget_mb=mb), "train", path, seed=0) for mb in (0, 2048)]
+    topology = Topology(num_replicas=1, num_workers=1, worker_index=0, is_chief=True, global_batch_size=16)
+    batches = [
+        [(f["features"].numpy(), y.numpy()) for f, y in
+         data.train_batches(split, ["features"], topology, 1000, seed=5, deterministic=True).take(20)]
+        for split in splits
+    ]  # fmt: skip
+    for (streamed_x, streamed_y), (memory_x, memory_y) in zip(*batches):
+        assert np.array_equal(streamed_x, memory_x) and np.array_equal(streamed_y, memory_y)
+
+
+def test_in_memory_data_keeps_the_global_stream_on_several_workers(tmp_path):
+    split = data.load_split(DataConfig(), "train", write_csv(tmp_path / "train.csv", 48), seed=0)
+    topology = Topology(num_replicas=2, num_workers=2, worker_index=0, is_chief=True, global_batch_size=8)
+    assert not data.reads_own_part(split, topology, deterministic=False)
+    streamed = data.load_split(DataConfig(in_memory_budget_mb=0), "train", split.files[0], seed=0)
+    assert data.reads_own_part(streamed, topology, deterministic=False)
+
+
+@pytest.fixture
+def csv_job(tmp_path):
+    train = write_csv(tmp_path / "train.csv", 1500, seed=1)
+    evaluation = write_csv(tmp_path / "eval.csv", 400, seed=2)
+    return CSV_FLAGS + [f"--train_data={train}", f"--eval_data={evaluation}", "--deterministic"]
+
+
+@pytest.mark.e2e
+def test_cli_in_memory_and_streamed_runs_give_the_same_weights_and_figures(tmp_path, csv_job):
+    """The default (in memory) and --in_memory_budget_mb=0 (streamed) train on the same batches."""
+    runs = {}
+    for name, budget in (("memory", 2048), ("streamed", 0)):
+        model_dir = str(tmp_path / name)
+        result = check_ok(
+            run_trainer(csv_job + ["--train_steps=60", f"--in_memory_budget_mb={budget}", f"--model_dir={model_dir}"])
+        )
+        runs[name] = (model_dir, result.stderr)
+    assert "--train_data: in memory" in runs["memory"][1] and "--eval_data: in memory" in runs["memory"][1]
+    assert "--train_data: streamed from the files" in runs["streamed"][1]
+    assert max_weight_difference(runs["memory"][0], runs["streamed"][0]) <= 1e-6
+    memory, streamed = read_metrics(runs["memory"][0]), read_metrics(runs["streamed"][0])
+    assert memory["loss"] == pytest.approx(streamed["loss"], abs=1e-6)
+    assert memory["macro"] == pytest.approx(streamed["macro"], abs=1e-6)
+
+
+@pytest.mark.e2e
+def test_cli_budget_too_small_streams_with_one_log_line(tmp_path, csv_job):
+    result = check_ok(
+        run_trainer(csv_job + ["--train_steps=20", "--in_memory_budget_mb=0", f"--model_dir={tmp_path / 'run'}"])
+    )
+    assert result.stderr.count("--train_data: streamed from the files") == 1
+
+
+@pytest.mark.e2e
+def test_cli_sigkilled_in_memory_file_run_resumes_exactly(tmp_path, csv_job):
+    """An in-memory CSV split SIGKILLed and restarted ends with the weights of an uninterrupted run."""
+    flags = csv_job + ["--mode=train", "--train_steps=300", "--checkpoint_every_steps=40"]
+    reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
+    check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
+    process = start_trainer(flags + [f"--model_dir={interrupted}"])
+    lines = []
+    read_until(process.stderr, r"--train_data: in memory", lines)
+    read_until(process.stderr, r"Saved checkpoint .*ckpt-40", lines)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    result = check_ok(run_trainer(flags + [f"--model_dir={interrupted}"]))
+    assert "Resuming at step" in result.stderr
+    assert max_weight_difference(reference, interrupted) <= 1e-6
