@@ -77,11 +77,14 @@ def _example(features, labels=None, mask=None, label_ids=None) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def test_csv_tsv_and_tfrecord_say_unknown_their_own_way_and_the_checks_count_it(tmp_path):
+@pytest.mark.parametrize("in_memory_budget_mb", [2048, 0])  # Loaded into memory, or streamed.
+def test_csv_tsv_and_tfrecord_say_unknown_their_own_way_and_the_checks_count_it(tmp_path, in_memory_budget_mb):
     names, csv, tsv, records = _three_formats(tmp_path)
     for path in (csv, tsv, records):
-        config = DataConfig(label_names=names if not path.endswith(".csv") else "")
+        label_names = names if not path.endswith(".csv") else ""
+        config = DataConfig(label_names=label_names, in_memory_budget_mb=in_memory_budget_mb)
         split = data.load_split(config, "train", path, seed=0)
+        assert (split.arrays is not None) == (in_memory_budget_mb > 0), path
         np.testing.assert_array_equal(_labels_of(split), EXPECTED, err_msg=path)
         np.testing.assert_array_equal(split.unknown_counts, [1, 2, 2], err_msg=path)
         np.testing.assert_array_equal(split.label_counts, [1, 1, 0], err_msg=path)
