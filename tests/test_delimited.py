@@ -59,13 +59,13 @@ def test_ignore_columns_must_name_header_columns(tmp_path, ignore, lines, messag
 @pytest.mark.parametrize(
     "row, message",
     [
-        ("1,1,", "e.csv:3: label column 'label:x' is empty; "),  # Was "feature columns must be numeric".
-        ("1, ,0", "e.csv:3: label column 'label:a' is empty; "),
+        # An empty cell means unknown (partially labelled data); spaces are a mistake.
+        ("1, ,0", "e.csv:3: label column 'label:a' holds only spaces; write 0 or 1, or leave the cell empty"),
         ("1,x,0", "e.csv:3: label column 'label:a' holds 'x', not 0 or 1."),
         ("1,2,0", "e.csv:3: label column 'label:a' holds 2.0, not 0 or 1."),
     ],
 )
-def test_label_cells_must_hold_0_or_1_and_an_empty_one_is_named_as_such(tmp_path, row, message):
+def test_label_cells_must_hold_0_or_1_or_nothing(tmp_path, row, message):
     path = write_lines(tmp_path / "e.csv", ["f0,label:a,label:x", "1,1,0", row])
     with pytest.raises(UserError) as error:
         data.load_split(DataConfig(), "train", path, seed=0)

@@ -157,7 +157,7 @@ def _bad_inputs(folder):
     label_columns = write_lines(folder / "lc.csv", [header, "1,2,0,1"])
     non_numeric = write_lines(folder / "nn.csv", [header, "1,2,0,1", "1,x,1,0"])
     width = write_lines(folder / "w.csv", [header, "1,2,0,1", "1,2,3,0,1"])
-    empty_label = write_lines(folder / "el.csv", [header, "1,2,0,1", "1,2,,1"])
+    empty_label = write_lines(folder / "el.csv", [header, "1,2,0,1", "1,2, ,1"])  # Empty is unknown; spaces not.
     non_finite = write_lines(folder / "nf.csv", [header, "1,2,0,1", "1,inf,1,0"])
     with_id = write_lines(folder / "with_id.csv", ["id," + header, "a,1,2,0,1"])
     with tf.io.TFRecordWriter(str(folder / "nan.tfrecord")) as writer:
@@ -182,7 +182,7 @@ def _bad_inputs(folder):
         ),
         "non-numeric feature": ([f"--train_data={non_numeric}"], "nn.csv:3: column 'f1' holds 'x', not a number"),
         "inconsistent feature width (csv)": ([f"--train_data={width}"], "w.csv:3 has 5 columns but the header has 4"),
-        "empty label cell": ([f"--train_data={empty_label}"], "el.csv:3: label column 'label:joy' is empty"),
+        "empty label cell": ([f"--train_data={empty_label}"], "el.csv:3: label column 'label:joy' holds only spaces"),
         "non-finite feature (csv)": ([f"--train_data={non_finite}"], "nf.csv:3: column 'f1' holds 'inf', not a finite"),
         "non-finite feature (tfrecord)": (
             [f"--train_data={folder}/nan.tfrecord", f"--label_names={names}"],

@@ -86,7 +86,7 @@ class Evaluator:
         thresholds_tensor = tf.constant(thresholds, tf.float32)
         if exact:
             all_logits = np.empty((num_examples, num_labels), np.float32)
-            all_labels = np.empty((num_examples, num_labels), bool)
+            all_labels = np.empty((num_examples, num_labels), np.int8)  # 1, 0, or -1: unknown.
         rows = 0
         for worker_batch in self._batches(split):
             gathered = eval_step(worker_batch, thresholds_tensor, weights)
@@ -96,7 +96,7 @@ class Evaluator:
                 count = int(real.sum())
                 if rows + count > num_examples:
                     raise UserError(f"--{split_name}_data holds more examples than counted ({num_examples}); re-run.")
-                all_logits[rows : rows + count], all_labels[rows : rows + count] = logits[real], labels[real] > 0
+                all_logits[rows : rows + count], all_labels[rows : rows + count] = logits[real], labels[real]
                 rows += count
         totals = {name: value.numpy() for name, value in read_totals().items()}
         if exact:
@@ -110,7 +110,7 @@ class Evaluator:
             "step": step,
             "split": split_name,
             "checkpoint": self.checkpoint,
-            "loss": float(totals["loss_sum"] / totals["num_examples"]),
+            "loss": metrics.counts.mean_loss(totals),
         }
         summary.update(metrics.summarize(totals, source, split.spec.label_names, thresholds, propensity_scored))
         seconds = time.time() - started

@@ -1,8 +1,11 @@
 """Per-example multi-label losses from float32 logits: a dict from `--loss` to a builder.
 
-Each loss returns one value per example (the mean over labels); the step averages them with
+Labels are 1 (on), 0 (off) or -1 (unknown: partially labelled data). Each loss returns one value
+per example: its entries' losses summed over the KNOWN labels and divided by the number of labels
+(with every label known, the mean over labels). The step averages them with
 `tf.nn.compute_average_loss(global_batch_size=...)` because the all-reduce then sums the
-replicas' contributions into the global mean.
+replicas' contributions into the global mean; with unknown entries it rescales by the global
+count of known entries (trainer.steps), so the loss is the mean over the batch's known entries.
 """
 
 from typing import Callable, Dict
@@ -13,6 +16,16 @@ import tensorflow as tf
 from trainer.config import LossConfig
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (labels [B, L], logits [B, L]) -> [B]
+
+
+def known_and_targets(labels):
+    """(known bool [B, L], targets float [B, L]): which entries are known, and labels with unknown as 0."""
+    return labels >= 0, tf.maximum(labels, 0.0)
+
+
+def _per_example(known, per_entry):
+    """Sum over known labels / number of labels (exactly today's mean when every label is known)."""
+    return tf.reduce_mean(tf.where(known, per_entry, 0.0), axis=-1)
 
 
 def _log_p(logits):
@@ -28,13 +41,16 @@ def bce(config: LossConfig, positive_fraction: np.ndarray) -> LossFn:
     del config, positive_fraction
 
     def loss(labels, logits):
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+        known, targets = known_and_targets(labels)
+        return _per_example(known, tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
 
     return loss
 
 
 def positive_weights(config: LossConfig, positive_fraction: np.ndarray) -> np.ndarray:
-    """negatives / positives per label, in [1, max_positive_weight]; labels never positive get the cap."""
+    """negatives / positives per label, in [1, max_positive_weight]; labels never positive get the cap.
+
+    `positive_fraction` is over the examples where the label is known (data.Split.positive_fraction)."""
     fraction = np.asarray(positive_fraction, dtype=np.float64)
     with np.errstate(divide="ignore"):
         ratio = np.where(fraction > 0, (1 - fraction) / np.maximum(fraction, 1e-12), np.inf)
@@ -46,8 +62,9 @@ def weighted_bce(config: LossConfig, positive_fraction: np.ndarray) -> LossFn:
     weights = tf.constant(positive_weights(config, positive_fraction))
 
     def loss(labels, logits):
-        per_label = tf.nn.weighted_cross_entropy_with_logits(labels=labels, logits=logits, pos_weight=weights)
-        return tf.reduce_mean(per_label, axis=-1)
+        known, targets = known_and_targets(labels)
+        per_label = tf.nn.weighted_cross_entropy_with_logits(labels=targets, logits=logits, pos_weight=weights)
+        return _per_example(known, per_label)
 
     return loss
 
@@ -58,10 +75,11 @@ def focal(config: LossConfig, positive_fraction: np.ndarray) -> LossFn:
     gamma = config.focal_gamma
 
     def loss(labels, logits):
+        known, labels = known_and_targets(labels)
         p = tf.sigmoid(logits)
         p_t = labels * p + (1 - labels) * (1 - p)
         ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-        return tf.reduce_mean(tf.pow(1 - p_t, gamma) * ce, axis=-1)
+        return _per_example(known, tf.pow(1 - p_t, gamma) * ce)
 
     return loss
 
@@ -73,6 +91,7 @@ def asl(config: LossConfig, positive_fraction: np.ndarray) -> LossFn:
     gamma_pos, gamma_neg, clip = config.asl_gamma_pos, config.asl_gamma_neg, config.asl_clip
 
     def loss(labels, logits):
+        known, labels = known_and_targets(labels)
         p = tf.sigmoid(logits)
         positive = tf.pow(1 - p, gamma_pos) * _log_p(logits)
         if clip > 0:
@@ -81,7 +100,7 @@ def asl(config: LossConfig, positive_fraction: np.ndarray) -> LossFn:
         else:
             p_shifted, log_not_p = p, _log_not_p(logits)
         negative = tf.pow(p_shifted, gamma_neg) * log_not_p
-        return -tf.reduce_mean(labels * positive + (1 - labels) * negative, axis=-1)
+        return -_per_example(known, labels * positive + (1 - labels) * negative)
 
     return loss
 

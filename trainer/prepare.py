@@ -5,10 +5,11 @@
 
 writes, under --output_dir (local or object storage):
 - `<name>-00000-of-00008.tfrecord`, ...: tf.train.Example records (`text` and/or `features`,
-  `label_ids`; see trainer/data/tfrecord.py), dealt out to the shards round-robin, so that the
-  trainer, which reads shards one record from each in turn, sees the input's order;
+  `label_ids`, and a `label_mask` on rows with unknown labels; see trainer/data/tfrecord.py),
+  dealt out to the shards round-robin, so that the trainer, which reads shards one record from
+  each in turn, sees the input's order;
 - `labels.txt`: the label names, one a line, which the trainer reads when --label_names is empty;
-- `<name>-stats.json`: examples, count and frequency per label, label cardinality.
+- `<name>-stats.json`: examples, count, frequency and unknown entries per label, label cardinality.
 <name> is --name, by default the input's file name without its extension. Every row is checked
 as the trainer checks it, before anything is written: a bad row means exit code 1, one line on
 stderr, and no output.
@@ -75,8 +76,9 @@ def prepare(
     shards = shard_paths(output_dir, name, num_shards)
     writers = [tf.io.TFRecordWriter(path) for path in shards]
     try:
-        for i, (text, label_ids, features) in enumerate(delimited.rows(files, layout, label_names)):
-            example = tfrecord.make_example(text if layout.text >= 0 else None, label_ids, features)
+        for i, (text, label_ids, features, unknown_ids) in enumerate(delimited.rows(files, layout, label_names)):
+            text = text if layout.text >= 0 else None
+            example = tfrecord.make_example(text, label_ids, features, unknown_ids, len(label_names))
             writers[i % num_shards].write(example)
     finally:
         for writer in writers:
@@ -100,7 +102,8 @@ def main(argv) -> None:
         _fail(str(e))
     print(
         f"Wrote {summary['num_examples']} examples to {len(summary['files'])} shards in {FLAGS.output_dir}: "
-        f"{summary['num_labels']} labels, {summary['label_cardinality']:.3f} labels per example.",
+        f"{summary['num_labels']} labels, {summary['label_cardinality']:.3f} labels per example"
+        + (f", {summary['unknown_entries']} unknown label entries." if summary["unknown_entries"] else "."),
         flush=True,
     )
 

@@ -174,7 +174,7 @@ def setup(config: Config) -> Run:
         average = averaging.WeightAverage(model.trainable_variables, train.ema_decay) if train.ema_decay else None
     config = hub.xla_fallback(config, model)
     train = config.train
-    positive_fraction = train_split.label_counts / max(train_split.num_examples, 1) if training else None
+    positive_fraction = train_split.positive_fraction() if training else None
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
 
     # 5. The train iterator. With several workers each saves its own position: even when all read

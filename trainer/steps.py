@@ -27,26 +27,35 @@ def make_train_loop(
     average=None,
 ):
     """Returns train_loop(iterator, num_steps) -> mean loss over those steps. `average` (a
-    trainer.averaging.WeightAverage, or None) is updated after every step."""
+    trainer.averaging.WeightAverage, or None) is updated after every step.
+
+    The loss of a step is the mean over the global batch's known label entries (labels -1 are
+    unknown, trainer.losses): each replica divides its sum by all the batch's entries, and the
+    gradients are rescaled by entries / known entries once the global count of unknown entries
+    is known, after the all-reduce. With every label known the scale is exactly 1.
+    """
     variables = model.trainable_variables
+    entries = float(topology.global_batch_size * model.output.shape[-1])
 
     @tf.function(jit_compile=jit_compile)
     def replica_gradients(features, labels):
-        if label_smoothing:  # Training targets only: evaluation scores the true labels.
-            labels = labels * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        if label_smoothing:  # Training targets only, known entries only: evaluation scores the true labels.
+            labels = tf.where(labels >= 0, labels * (1.0 - label_smoothing) + 0.5 * label_smoothing, labels)
         with tf.GradientTape() as tape:
             logits = model(features, training=True)
             # Divide by the global batch: the all-reduce below sums the replicas' shares.
             loss = tf.nn.compute_average_loss(loss_fn(labels, logits), global_batch_size=topology.global_batch_size)
             scaled_loss = optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled_loss, variables)
+        return loss, tape.gradient(scaled_loss, variables), tf.reduce_sum(tf.cast(labels < 0, tf.float32))
 
     def replica_update(features, labels):
-        loss, gradients = replica_gradients(features, labels)
+        loss, gradients, unknown = replica_gradients(features, labels)
         # Summed here, before the optimizer sees them, so clipping and the loss-scale check are global.
-        gradients = tf.distribute.get_replica_context().all_reduce(SUM, gradients)
-        optimizer.apply(gradients, variables)
-        return loss
+        # The count of unknown entries rides in the same all-reduce (no collective of its own).
+        gradients, unknown = tf.distribute.get_replica_context().all_reduce(SUM, (gradients, unknown))
+        scale = tf.math.divide_no_nan(entries, entries - unknown)  # 0 when the batch has no known entry.
+        optimizer.apply([_scaled(g, scale) for g in gradients], variables)
+        return loss * scale
 
     def train_step(batch):
         features, labels = batch
@@ -71,6 +80,12 @@ def make_train_loop(
         return total_loss / tf.cast(num_steps, tf.float32)
 
     return train_loop
+
+
+def _scaled(gradient, scale):
+    if isinstance(gradient, tf.IndexedSlices):  # Embedding rows.
+        return tf.IndexedSlices(gradient.values * scale, gradient.indices, gradient.dense_shape)
+    return gradient * scale
 
 
 def make_eval_totals(strategy, num_labels: int, num_bins: int = 0):

@@ -247,9 +247,9 @@ def _format_seconds(seconds: float) -> str:
 def _log_label_statistics(split: data.Split) -> None:
     if split.label_counts is None:
         return
-    total = max(split.num_examples, 1)
+    # Over the examples where each label is known (all of them unless the data is partially labelled).
     frequencies = labels.shorten(
-        f"{name}={count / total:.3f}" for name, count in zip(split.spec.label_names, split.label_counts)
+        f"{name}={fraction:.3f}" for name, fraction in zip(split.spec.label_names, split.positive_fraction())
     )
     logging.info("Label frequencies in training data: %s", frequencies)
     never = [name for name, count in zip(split.spec.label_names, split.label_counts) if count == 0]

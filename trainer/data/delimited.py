@@ -7,6 +7,9 @@ Two layouts:
 - one 0/1 column per label, named with --label_columns_prefix (`label:`); every other column is
   a numeric feature, except a --text_column, which is text, and the --ignore_columns.
 The first line is a header when it names --text_column, --labels_column or a prefixed column.
+Unknown labels (partially labelled data, docs/data.md): an empty label column cell, or in a labels
+cell a label marked `?` (`anger,?joy`: anger on, joy unknown, the others off). Labels are then
+float32 1 (on), 0 (off) or -1 (unknown).
 A UTF-8 byte-order mark (what Excel writes) before the first line is dropped.
 TSV cells are split on tabs exactly (no quoting); CSV cells follow RFC 4180 quoting. A record is
 one line (`python -m trainer.prepare` is no different; it writes TFRecords for large data).
@@ -20,7 +23,7 @@ same way (data.cells follows decode_csv's quoting rules), which tests/test_sourc
 import dataclasses
 import math
 import re
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -33,7 +36,10 @@ from trainer.errors import UserError
 DELIMITERS = {"tsv": "\t", "csv": ","}
 _ID = re.compile(r"[0-9]+")
 
-Row = Tuple[str, Tuple[int, ...], Tuple[float, ...]]  # text, label ids, numeric features
+# text, ids of the labels on, numeric features, ids of the unknown labels.
+Row = Tuple[str, Tuple[int, ...], Tuple[float, ...], Tuple[int, ...]]
+UNKNOWN_MARK = "?"  # Before a label id or name in a labels cell: its value is unknown for this row.
+UNKNOWN = -1.0  # The label value of an unknown entry.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,13 +116,15 @@ def _number(cell: str, where: str, column: str) -> float:
     return value
 
 
-def _label_value(cell: str, where: str, column: str) -> bool:
-    """Whether a 0/1 label cell is on.
-
-    An empty cell is an error: every example needs every label. (With partial labels, issue 15,
-    an empty cell will mean `unknown`: this is the branch to change.)"""
+def _label_value(cell: str, where: str, column: str) -> Optional[bool]:
+    """Whether a 0/1 label cell is on; None when it is empty (the label is unknown for this row)."""
+    if not cell:  # As tf.io.decode_csv, which then gives the column's default, UNKNOWN.
+        return None
     if not cell.strip(WHITESPACE):
-        raise UserError(f"{where}: label column {column} is empty; every example needs 0 or 1 in every label column.")
+        raise UserError(
+            f"{where}: label column {column} holds only spaces; write 0 or 1, or leave the cell empty when the "
+            "label is unknown."
+        )
     try:
         value = float(cell) if "_" not in cell else math.nan
     except ValueError:
@@ -127,27 +135,41 @@ def _label_value(cell: str, where: str, column: str) -> bool:
     return value == 1.0
 
 
-def _label_ids(cell: str, index: Dict[str, int], where: str) -> Tuple[int, ...]:
-    ids = []
+def _label_ids(cell: str, index: Dict[str, int], where: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """(ids of the labels on, ids of the labels marked unknown) of one labels cell."""
+    ids, unknown = [], []
     for token in cell.split(","):
         token = token.strip(WHITESPACE)
         if not token:
             continue
-        if _ID.fullmatch(token):
-            if int(token) >= len(index):
+        marked = token.startswith(UNKNOWN_MARK)
+        name = token[len(UNKNOWN_MARK) :].strip(WHITESPACE) if marked else token
+        if _ID.fullmatch(name):
+            if int(name) >= len(index):
                 raise UserError(
-                    f"{where}: label id {int(token)} is out of range: there are {len(index)} label names "
+                    f"{where}: label id {int(name)} is out of range: there are {len(index)} label names "
                     f"(ids 0..{len(index) - 1}); fix the id, or --label_names."
                 )
-            ids.append(int(token))
-        elif token in index:
-            ids.append(index[token])
+            label = int(name)
+        elif name in index:
+            label = index[name]
+        elif marked:
+            raise UserError(
+                f"{where}: {token!r} marks {name!r} unknown but it is not a label name (the names are "
+                f"{', '.join(list(index)[:4])}, ...); fix the row, or add the name to --label_names."
+            )
         else:
             raise UserError(
                 f"{where}: unknown label name {token!r} (the names are {', '.join(list(index)[:4])}, ...); "
                 "fix the row, or add the name to --label_names."
             )
-    return tuple(ids)
+        (unknown if marked else ids).append(label)
+    both = set(ids) & set(unknown)
+    if both:
+        raise UserError(
+            f"{where}: label {list(index)[min(both)]!r} is both listed and marked unknown ({UNKNOWN_MARK}); keep one."
+        )
+    return tuple(ids), tuple(unknown)
 
 
 def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> Iterator[Row]:
@@ -171,40 +193,45 @@ def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> It
                 )
             text = cells[layout.text] if layout.text >= 0 else ""
             if layout.labels >= 0:
-                ids = _label_ids(cells[layout.labels], index, where)
+                ids, unknown = _label_ids(cells[layout.labels], index, where)
             else:
-                ids = tuple(
-                    label
-                    for label, column in enumerate(layout.label_columns)
-                    if _label_value(cells[column], where, layout.column_name(column))
-                )
+                values = [_label_value(cells[c], where, layout.column_name(c)) for c in layout.label_columns]
+                ids = tuple(label for label, value in enumerate(values) if value)
+                unknown = tuple(label for label, value in enumerate(values) if value is None)
             features = tuple(_number(cells[c], where, layout.column_name(c)) for c in layout.feature_columns)
-            yield text, ids, features
+            yield text, ids, features, unknown
 
 
 def check(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> Stats:
-    """The checking pass: counts examples, positives per label and empty texts; raises at the first bad row."""
+    """The checking pass: counts examples, positives and unknowns per label and empty texts; raises at
+    the first bad row."""
     stats = Stats.zeros(len(label_names))
-    for text, label_ids, _ in rows(files, layout, label_names):
-        stats.add(label_ids, empty_text=layout.text >= 0 and not text.strip())
+    for text, label_ids, _, unknown_ids in rows(files, layout, label_names):
+        stats.add(label_ids, empty_text=layout.text >= 0 and not text.strip(), unknown_ids=unknown_ids)
     return stats
 
 
 def multi_hot_from_cells(cells: tf.Tensor, names: tf.lookup.StaticHashTable, num_labels: int) -> tf.Tensor:
-    """Labels cells [B] ("3,27" or "anger, joy") -> multi-hot float32 [B, num_labels]."""
+    """Labels cells [B] ("3,27", "anger, joy" or "anger,?joy") -> float32 [B, num_labels]: 1 for
+    the labels listed, -1 (UNKNOWN) for those marked `?`, 0 for the others."""
     tokens = tf.strings.strip(tf.strings.split(cells, ","))
     tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
     flat = tokens.flat_values
+    marked = tf.strings.substr(flat, 0, len(UNKNOWN_MARK)) == UNKNOWN_MARK
+    flat = tf.where(marked, tf.strings.strip(tf.strings.substr(flat, len(UNKNOWN_MARK), -1)), flat)
     is_id = tf.strings.regex_full_match(flat, "[0-9]+")
     ids = tf.where(is_id, tf.strings.to_number(tf.where(is_id, flat, "0"), tf.int64), names.lookup(flat))
-    return tf.math.bincount(
-        tokens.with_flat_values(ids),
-        minlength=num_labels,
-        maxlength=num_labels,
+    # One count over 2 * num_labels slots: label j listed counts in slot j, marked in num_labels + j.
+    slots = ids + tf.cast(marked, tf.int64) * num_labels
+    counts = tf.math.bincount(
+        tokens.with_flat_values(slots),
+        minlength=2 * num_labels,
+        maxlength=2 * num_labels,
         binary_output=True,
         axis=-1,
         dtype=tf.float32,
     )
+    return counts[:, :num_labels] + UNKNOWN * counts[:, num_labels:]
 
 
 def read(
@@ -224,7 +251,10 @@ def read(
     selected = sorted({layout.text, layout.labels, *layout.label_columns, *layout.feature_columns} - {-1})
     position = {column: i for i, column in enumerate(selected)}
     numeric = set(layout.label_columns) | set(layout.feature_columns)
-    defaults = [[0.0] if column in numeric else [""] for column in selected]
+    # An empty label cell (unknown) reads as the default, UNKNOWN.
+    defaults = [
+        [UNKNOWN] if column in layout.label_columns else [0.0] if column in numeric else [""] for column in selected
+    ]
     names = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(label_names), tf.string), tf.range(num_labels, dtype=tf.int64)

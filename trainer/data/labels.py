@@ -74,38 +74,71 @@ def write_names(path: str, names: Iterable[str]) -> None:
 
 @dataclasses.dataclass
 class Stats:
-    """What a checking pass counts: examples, positives per label, examples with empty text."""
+    """What a checking pass counts: examples, positives and unknown entries per label, examples
+    whose labels are all unknown, and examples with empty text."""
 
-    label_counts: np.ndarray  # int64 [num_labels]
+    label_counts: np.ndarray  # int64 [num_labels]: positives (known entries equal to 1).
     num_examples: int = 0
     empty_texts: int = 0
+    unknown_counts: Optional[np.ndarray] = None  # int64 [num_labels]: unknown entries (zeros when None).
+    all_unknown: int = 0  # Examples whose every label is unknown (kept; they add nothing to the loss).
+
+    def __post_init__(self):
+        if self.unknown_counts is None:
+            self.unknown_counts = np.zeros_like(self.label_counts)
 
     @classmethod
     def zeros(cls, num_labels: int) -> "Stats":
         return cls(np.zeros(num_labels, np.int64))
 
-    def add(self, label_ids: Iterable[int], empty_text: bool = False) -> None:
-        """One example; `label_ids` are valid ids (a repeated id counts once)."""
-        self.label_counts[list(set(label_ids))] += 1
+    @property
+    def num_unknown(self) -> int:
+        return int(self.unknown_counts.sum())
+
+    def add(self, label_ids: Iterable[int], empty_text: bool = False, unknown_ids: Iterable[int] = ()) -> None:
+        """One example; `label_ids` (on) and `unknown_ids` are valid ids (a repeated id counts once)."""
+        unknown = set(unknown_ids)
+        self.label_counts[list(set(label_ids) - unknown)] += 1
+        self.unknown_counts[list(unknown)] += 1
+        self.all_unknown += int(len(unknown) == len(self.label_counts) > 0)
         self.num_examples += 1
         self.empty_texts += int(empty_text)
 
-    def add_batch(self, multi_hot: np.ndarray, empty_texts: int = 0) -> None:
-        self.label_counts += np.asarray(multi_hot).sum(axis=0).astype(np.int64)
-        self.num_examples += len(multi_hot)
+    def add_batch(self, labels: np.ndarray, empty_texts: int = 0) -> None:
+        """A batch of label rows [n, num_labels]: 1 on, 0 off, -1 unknown."""
+        labels = np.asarray(labels)
+        unknown = labels < 0
+        self.label_counts += (labels > 0).sum(axis=0).astype(np.int64)
+        self.unknown_counts += unknown.sum(axis=0).astype(np.int64)
+        self.all_unknown += int(unknown.all(axis=1).sum()) if labels.shape[-1] else 0
+        self.num_examples += len(labels)
         self.empty_texts += int(empty_texts)
 
+    def known_counts(self) -> np.ndarray:
+        """Examples whose value of each label is known, per label."""
+        return self.num_examples - self.unknown_counts
+
     def summary(self, names: Sequence[str]) -> Dict:
-        """The JSON `prepare` writes: frequency per label and label cardinality (mean labels per example)."""
+        """The JSON `prepare` writes: counts per label and label cardinality (mean labels per example).
+
+        A label's frequency is over the examples where it is known; unknown entries are counted
+        apart (`unknown`, per label and in all)."""
         total = max(self.num_examples, 1)
+        known = self.known_counts()
         return {
             "num_examples": self.num_examples,
             "num_labels": len(names),
             "label_cardinality": round(float(self.label_counts.sum()) / total, 6),
-            "label_density": round(float(self.label_counts.sum()) / total / max(len(names), 1), 6),
+            "label_density": round(float(self.label_counts.sum()) / max(int(known.sum()), 1), 6),
             "empty_texts": self.empty_texts,
+            "unknown_entries": self.num_unknown,
+            "all_unknown_examples": self.all_unknown,
             "labels": {
-                name: {"count": int(count), "frequency": round(float(count) / total, 6)}
-                for name, count in zip(names, self.label_counts)
+                name: {
+                    "count": int(count),
+                    "frequency": round(float(count) / max(int(known_j), 1), 6),
+                    "unknown": int(unknown_j),
+                }
+                for name, count, known_j, unknown_j in zip(names, self.label_counts, known, self.unknown_counts)
             },
         }

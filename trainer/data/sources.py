@@ -106,6 +106,22 @@ def load_split(
             stats.empty_texts,
             stats.num_examples,
         )
+    if stats.num_unknown:
+        logging.info(
+            "%s: %d of %d label entries are unknown (%.1f%%); they are left out of the loss and the metrics.",
+            flag,
+            stats.num_unknown,
+            stats.num_examples * len(reader.label_names),
+            100.0 * stats.num_unknown / max(stats.num_examples * len(reader.label_names), 1),
+        )
+    if stats.all_unknown:
+        logging.warning(
+            "%s: %d of %d examples have every label unknown; they are kept, and add nothing to the loss or the "
+            "metrics.",
+            flag,
+            stats.all_unknown,
+            stats.num_examples,
+        )
     if isinstance(reader, synthetic.Reader):  # In memory: data.train_batches gathers batches from the arrays.
         return from_arrays(reader.features, reader.labels, reader.label_names, reader.vocab_size)
 
@@ -158,7 +174,15 @@ def load_split(
         features, labels = in_memory.load(flag, inputs(batches), stats.num_examples)
         loaded = from_arrays(features, labels, spec.label_names, spec.vocab_size)
         return dataclasses.replace(loaded, spec=spec, label_counts=stats.label_counts, files=reader.files)
-    return Split(unbatched, spec, stats.num_examples, stats.label_counts, files=reader.files, read_part=read_part)
+    return Split(
+        unbatched,
+        spec,
+        stats.num_examples,
+        stats.label_counts,
+        files=reader.files,
+        read_part=read_part,
+        unknown_counts=stats.unknown_counts,
+    )
 
 
 def _vocabulary(

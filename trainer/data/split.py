@@ -49,7 +49,8 @@ class InputSpec:
 class Split:
     """One split's examples, in memory or streamed."""
 
-    examples: tf.data.Dataset  # Unbatched (features dict, multi-hot labels float32 [num_labels]).
+    # Unbatched (features dict, labels float32 [num_labels]: 1 on, 0 off, -1 unknown).
+    examples: tf.data.Dataset
     spec: InputSpec
     num_examples: int  # -1 when unknown (streamed).
     label_counts: np.ndarray  # Positives per label.
@@ -57,18 +58,25 @@ class Split:
     files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
     # Streamed: one Part's `examples`, in an order that may differ from theirs where another is faster.
     read_part: Optional[Callable[[Part], tf.data.Dataset]] = None
+    unknown_counts: Optional[np.ndarray] = None  # Unknown entries per label; None: none.
+
+    def positive_fraction(self) -> np.ndarray:
+        """Per label, positives over the examples where it is known (what weighted_bce weights by)."""
+        unknown = 0 if self.unknown_counts is None else self.unknown_counts
+        return self.label_counts / np.maximum(self.num_examples - unknown, 1)
 
 
 def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
-    """An in-memory Split of `features` ({name: [n, ...]}) and multi-hot `labels` [n, num_labels]."""
+    """An in-memory Split of `features` ({name: [n, ...]}) and `labels` [n, num_labels] (1, 0, or -1: unknown)."""
     specs = {k: tf.TensorSpec(v.shape[1:], tf.as_dtype(v.dtype), name=k) for k, v in features.items()}
     examples = tf.data.Dataset.from_tensor_slices((features, labels))
     return Split(
         examples,
         InputSpec(specs, names, vocab_size),
         num_examples=len(labels),
-        label_counts=labels.sum(axis=0).astype(np.int64),
+        label_counts=(labels > 0).sum(axis=0).astype(np.int64),
         arrays=(features, labels),
+        unknown_counts=(labels < 0).sum(axis=0).astype(np.int64),
     )
 
 

@@ -6,6 +6,9 @@ Feature keys (at least one of text/features/image; at most one of label_ids/labe
     image      bytes, 1 value   an encoded JPEG/PNG/GIF/BMP image, resized to --image_size
     label_ids  int64, any       the ids of the labels that are on (what `prepare` writes)
     labels     float or int64   a multi-hot vector, one 0/1 value per label
+    label_mask float or int64   optional: one 0/1 value per label, 0 where the label is unknown
+                                (whatever label_ids/labels say there); a record without one has
+                                every label known. The first record with one sets its type.
 Label names come from --label_names or a labels.txt beside the files. Records without labels
 are fine for --test_data in --mode=predict.
 
@@ -26,7 +29,7 @@ from trainer.data.labels import Stats, find_names, require_labels
 from trainer.data.split import PARSE_BATCH
 from trainer.errors import UserError
 
-TEXT, FEATURES, IMAGE, LABEL_IDS, LABELS = "text", "features", "image", "label_ids", "labels"
+TEXT, FEATURES, IMAGE, LABEL_IDS, LABELS, LABEL_MASK = "text", "features", "image", "label_ids", "labels", "label_mask"
 _MAX_INTERLEAVE = 64  # Files read at once; beyond this the order is deterministic but not the original.
 
 
@@ -39,11 +42,24 @@ class Layout:
     num_features: int  # 0: no `features`.
     label_key: str  # LABEL_IDS, LABELS, or "" when unlabelled.
     labels_dtype: tf.DType = tf.float32
+    # Of `label_mask`: the first record's, else int64 (what `prepare` writes, on rows with unknowns).
+    mask_dtype: tf.DType = tf.int64
 
 
-def make_example(text: Optional[str], label_ids: Iterable[int], features: Sequence[float] = ()) -> bytes:
-    """A serialized Example with `text` (unless None), `features` (unless empty) and `label_ids`."""
+def make_example(
+    text: Optional[str],
+    label_ids: Iterable[int],
+    features: Sequence[float] = (),
+    unknown_ids: Sequence[int] = (),
+    num_labels: int = 0,
+) -> bytes:
+    """A serialized Example with `text` (unless None), `features` (unless empty) and `label_ids`,
+    and a `label_mask` of `num_labels` values when some labels (`unknown_ids`) are unknown."""
     feature = {LABEL_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=list(label_ids)))}
+    if len(unknown_ids):
+        mask = np.ones(num_labels, np.int64)
+        mask[list(unknown_ids)] = 0
+        feature[LABEL_MASK] = tf.train.Feature(int64_list=tf.train.Int64List(value=mask.tolist()))
     if text is not None:
         feature[TEXT] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
     if len(features):
@@ -83,7 +99,8 @@ def inspect(files: Sequence[str]) -> Optional[Layout]:
     label_key = LABEL_IDS if LABEL_IDS in feature else LABELS if LABELS in feature else ""
     labels_dtype = tf.int64 if label_key == LABELS and feature[LABELS].HasField("int64_list") else tf.float32
     num_features = len(feature[FEATURES].float_list.value) if FEATURES in feature else 0
-    return Layout(TEXT in feature, IMAGE in feature, num_features, label_key, labels_dtype)
+    mask_dtype = tf.float32 if LABEL_MASK in feature and feature[LABEL_MASK].HasField("float_list") else tf.int64
+    return Layout(TEXT in feature, IMAGE in feature, num_features, label_key, labels_dtype, mask_dtype)
 
 
 def _ragged_spec(layout: Layout) -> dict:
@@ -96,6 +113,7 @@ def _ragged_spec(layout: Layout) -> dict:
         spec[FEATURES] = tf.io.RaggedFeature(tf.float32)
     if layout.label_key:
         spec[layout.label_key] = tf.io.RaggedFeature(tf.int64 if layout.label_key == LABEL_IDS else layout.labels_dtype)
+        spec[LABEL_MASK] = tf.io.RaggedFeature(layout.mask_dtype)
     return spec
 
 
@@ -109,6 +127,7 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
         parsed = tf.io.parse_example(serialized, spec)
         lengths = {key: value.row_lengths() for key, value in parsed.items()}
         labels = parsed[layout.label_key].flat_values if layout.label_key else tf.zeros([0], tf.int64)
+        mask = parsed[LABEL_MASK].flat_values if layout.label_key else tf.zeros([0], layout.mask_dtype)
         non_finite = tf.zeros([0], tf.bool)
         if layout.num_features:
             non_finite = tf.logical_not(tf.math.is_finite(parsed[FEATURES].flat_values))
@@ -116,18 +135,24 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
         if layout.text:
             blank = tf.strings.length(tf.strings.strip(parsed[TEXT].flat_values)) == 0
             empty = tf.reduce_sum(tf.cast(blank, tf.int64))
-        return lengths, labels, non_finite, empty
+        return lengths, labels, mask, non_finite, empty
 
     for path in files:
         first = 0
         try:
-            for lengths, labels, non_finite, empty in tf.data.TFRecordDataset(path).batch(batch_size).map(summarise):
+            batches = tf.data.TFRecordDataset(path).batch(batch_size).map(summarise)
+            for lengths, labels, mask, non_finite, empty in batches:
                 lengths = {key: value.numpy() for key, value in lengths.items()}
-                _check_batch(path, first, lengths, labels.numpy(), layout, num_labels, stats)
+                _check_batch(path, first, lengths, labels.numpy(), mask.numpy(), layout, num_labels, stats)
                 _check_finite(path, first, lengths, non_finite.numpy())
                 stats.empty_texts += int(empty)
                 first += len(next(iter(lengths.values())))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            if LABEL_MASK in e.message and "types" in e.message:
+                raise UserError(
+                    f"{path} (after record {first}): `{LABEL_MASK}` is not of the type of the first record's "
+                    f"({layout.mask_dtype.name}); give every label_mask one type, float or int64."
+                )
             raise UserError(
                 f"{path} (after record {first}) cannot be read as tf.train.Example records "
                 f"({_reason(e)}); see docs/data.md, 'TFRecord'. for the feature keys."
@@ -136,7 +161,7 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
 
 
 def _check_batch(
-    path: str, first: int, lengths, labels: np.ndarray, layout: Layout, num_labels: int, stats: Stats
+    path: str, first: int, lengths, labels: np.ndarray, mask: np.ndarray, layout: Layout, num_labels: int, stats: Stats
 ) -> None:
     """Checks one batch of records (`first` is the index of its first in `path`); adds it to `stats`."""
 
@@ -180,7 +205,32 @@ def _check_batch(
         if not np.isin(values, (0, 1)).all():
             fail(~np.isin(values, (0, 1)).all(axis=1), f"`{LABELS}` must hold only 0 and 1.")
         multi_hot = values.astype(np.int64)
+    if layout.label_key:
+        multi_hot = _apply_mask(fail, lengths[LABEL_MASK], mask, multi_hot)
     stats.add_batch(multi_hot)
+
+
+def _apply_mask(fail, lengths: np.ndarray, mask: np.ndarray, multi_hot: np.ndarray) -> np.ndarray:
+    """`multi_hot` [n, L] with -1 where the records' `label_mask` values (`lengths` per record; 0:
+    none, every label known) are 0; calls `fail` on a mask of the wrong length or values."""
+    num_records, num_labels = multi_hot.shape
+    wrong = (lengths != 0) & (lengths != num_labels)
+    if wrong.any():
+        fail(
+            wrong,
+            f"`{LABEL_MASK}` has {lengths[wrong][0]} values but there are {num_labels} label names; give one 0/1 "
+            "value per label (1 = known), or fix --label_names / labels.txt.",
+        )
+    if not np.isin(mask, (0, 1)).all():
+        records = np.repeat(np.arange(num_records), lengths)
+        fail(
+            np.isin(np.arange(num_records), records[~np.isin(mask, (0, 1))]), f"`{LABEL_MASK}` must hold only 0 and 1."
+        )
+    masked = lengths == num_labels
+    known = np.ones_like(multi_hot, dtype=bool)
+    if masked.any():
+        known[masked] = mask.reshape(-1, num_labels) == 1
+    return np.where(known, multi_hot, -1)
 
 
 def _check_finite(path: str, first: int, lengths, non_finite: np.ndarray) -> None:
@@ -231,6 +281,8 @@ def read(
         spec[LABEL_IDS] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)  # What bincount takes.
     elif layout.label_key == LABELS:
         spec[LABELS] = tf.io.FixedLenFeature([num_labels], layout.labels_dtype)
+    if layout.label_key:  # Absent: every label known.
+        spec[LABEL_MASK] = tf.io.FixedLenFeature([num_labels], layout.mask_dtype, default_value=[1] * num_labels)
     image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
 
     def parse(serialized):
@@ -253,6 +305,8 @@ def read(
             labels = tf.cast(parsed[LABELS], tf.float32)
         else:
             labels = tf.zeros([tf.shape(serialized)[0], num_labels])
+        if layout.label_key:
+            labels = tf.where(parsed[LABEL_MASK] == 1, labels, -1.0)  # -1: unknown.
         return features, labels
 
     def open_file(path):

@@ -83,7 +83,7 @@ def summarize(
     present = rows["support"] > 0
     for name in ("average_precision", "roc_auc"):
         summary["macro"][name] = counts.nan_mean(np.where(present, figures[name], np.nan))
-    summary["ranking"] = ranking.figures(totals, float(totals["num_examples"]), propensity_scored)
+    summary["ranking"] = ranking.figures(totals, float(totals["labelled_examples"]), propensity_scored)
     summary["curves"] = {
         "exact": bool(source.exact),
         "bins_per_label": None if source.exact else int(source.num_bins),

@@ -3,6 +3,10 @@
 `batch_counts` runs on each replica and only produces sums, so adding across replicas,
 workers and batches is exact; `figures` turns the summed counts into the threshold-based
 figures of metrics/<split>-<step>.json.
+
+Unknown labels (value -1, partially labelled data) count nowhere: each label's counts are over the
+rows where it is known; hamming loss is over the known entries; an example is an exact match when
+its known labels are all right, and subset accuracy is over the examples with a known label.
 """
 
 from typing import Dict
@@ -10,8 +14,8 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-COUNT_KEYS = ("true_positives", "false_positives", "false_negatives", "support", "predicted_positives")
-SCALAR_KEYS = ("num_examples", "exact_matches")
+COUNT_KEYS = ("true_positives", "false_positives", "false_negatives", "support", "predicted_positives", "known")
+SCALAR_KEYS = ("num_examples", "labelled_examples", "exact_matches")
 
 
 def shapes(num_labels: int) -> Dict[str, tuple]:
@@ -21,23 +25,42 @@ def shapes(num_labels: int) -> Dict[str, tuple]:
     return result
 
 
-def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
-    """Count sums over one (replica's) batch. labels/logits [B, L]; mask [B] (1 = real row);
-    thresholds [L], probabilities: a label is predicted when sigmoid(logit) >= its threshold."""
+def known_entries(labels, mask):
+    """(known float32 [B, L]: 1 where the label is known in a real row, targets float32 [B, L]:
+    labels with unknown (-1) as 0). mask [B]: 1 = real row."""
     labels = tf.cast(labels, tf.float32)
-    mask = tf.cast(mask, tf.float32)[:, None]
+    known = tf.cast(labels >= 0, tf.float32) * tf.cast(mask, tf.float32)[:, None]
+    return known, tf.maximum(labels, 0.0)
+
+
+def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
+    """Count sums over one (replica's) batch. labels/logits [B, L] (labels 1, 0, or -1: unknown);
+    mask [B] (1 = real row); thresholds [L], probabilities: a label is predicted when
+    sigmoid(logit) >= its threshold."""
+    known, labels = known_entries(labels, mask)
+    mask = tf.cast(mask, tf.float32)
     predicted = tf.cast(tf.sigmoid(tf.cast(logits, tf.float32)) >= thresholds, tf.float32)
-    positives, negatives = labels * mask, (1 - labels) * mask
-    mistakes = tf.reduce_sum(tf.abs(predicted - labels) * mask, axis=1)
+    positives, negatives = labels * known, (1 - labels) * known
+    mistakes = tf.reduce_sum(tf.abs(predicted - labels) * known, axis=1)
+    labelled = tf.cast(tf.reduce_any(known > 0, axis=1), tf.float32)  # Real rows with a known label.
     return {
         "true_positives": tf.reduce_sum(predicted * positives, axis=0),
         "false_positives": tf.reduce_sum(predicted * negatives, axis=0),
         "false_negatives": tf.reduce_sum((1 - predicted) * positives, axis=0),
         "support": tf.reduce_sum(positives, axis=0),
-        "predicted_positives": tf.reduce_sum(predicted * mask, axis=0),
+        "predicted_positives": tf.reduce_sum(predicted * known, axis=0),
+        "known": tf.reduce_sum(known, axis=0),
         "num_examples": tf.reduce_sum(mask),
-        "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * mask[:, 0]),
+        "labelled_examples": tf.reduce_sum(labelled),
+        "exact_matches": tf.reduce_sum(tf.cast(mistakes == 0, tf.float32) * labelled),
     }
+
+
+def mean_loss(totals: Dict[str, np.ndarray]) -> float:
+    """The evaluation loss, the mean over known label entries: `loss_sum` adds per-example losses
+    (trainer.losses: sums over known labels / number of labels). 0 when no label is known."""
+    known = np.asarray(totals["known"], np.float64)
+    return float(totals["loss_sum"] * len(known) / known.sum()) if known.sum() else 0.0
 
 
 def divide(numerator, denominator):
@@ -77,7 +100,7 @@ def figures(totals: Dict[str, np.ndarray]) -> Dict:
     the labels with positives), weighted, paper, hamming_loss, subset_accuracy, label_cardinality."""
     tp, fp, fn, support = (np.asarray(totals[k], np.float64) for k in COUNT_KEYS[:4])
     num_examples = float(totals["num_examples"])
-    num_labels = len(support)
+    known = np.asarray(totals["known"], np.float64)
     rows = per_label(totals)
     present = support > 0
     macro = {name: nan_mean(np.where(present, rows[name], np.nan)) for name in ("precision", "recall", "f1")}
@@ -100,8 +123,9 @@ def figures(totals: Dict[str, np.ndarray]) -> Dict:
         "macro": macro,
         "paper": paper,
         "weighted": {name: float(np.sum(weights * rows[name])) for name in ("precision", "recall", "f1")},
-        "hamming_loss": float((fp.sum() + fn.sum()) / max(num_examples * num_labels, 1)),
-        "subset_accuracy": float(totals["exact_matches"] / max(num_examples, 1)),
+        "hamming_loss": float((fp.sum() + fn.sum()) / max(known.sum(), 1)),
+        "subset_accuracy": float(totals["exact_matches"] / max(float(totals["labelled_examples"]), 1)),
+        "unknown_entries": int(num_examples * len(support) - known.sum()),
         "label_cardinality": {
             "true": float(support.sum() / max(num_examples, 1)),
             "predicted": float(np.sum(totals["predicted_positives"]) / max(num_examples, 1)),

@@ -54,13 +54,15 @@ class Groups:
 
 
 class ExactScores:
-    """Every example's logits [N, L] (float32) and labels [N, L] (bool)."""
+    """Every example's logits [N, L] (float32) and labels [N, L] (bool, or 1/0/-1 where -1 is
+    unknown: such an entry is left out of its label's groups)."""
 
     exact = True
 
     def __init__(self, logits: np.ndarray, labels: np.ndarray):
         self.logits = np.asarray(logits, np.float32)
-        self.labels = np.asarray(labels, bool)
+        labels = np.asarray(labels)
+        self.labels, self.known = labels > 0, labels >= 0
         self.num_labels = self.logits.shape[1]
 
     def chunk_size(self) -> int:
@@ -84,15 +86,19 @@ class ExactScores:
             logits = sigmoid(logits).astype(np.float32)
         labels = self.labels[:, indices].T
         order = np.argsort(-logits, axis=1, kind="stable")
-        scores = np.take_along_axis(logits, order, axis=1)
-        is_positive = np.take_along_axis(labels, order, axis=1)
+        # Label-major, each label's known entries only (all of them without unknown labels).
+        kept = np.take_along_axis(self.known[:, indices].T, order, axis=1)
+        scores = np.take_along_axis(logits, order, axis=1)[kept]
+        is_positive = np.take_along_axis(labels, order, axis=1)[kept]
+        label_of = np.repeat(np.arange(len(logits)), kept.sum(axis=1))
         starts = np.ones_like(scores, bool)
-        starts[:, 1:] = scores[:, 1:] != scores[:, :-1]
-        group_ids = np.cumsum(starts.ravel()) - 1
+        starts[1:] = (scores[1:] != scores[:-1]) | (label_of[1:] != label_of[:-1])
+        group_ids = np.cumsum(starts) - 1
         num_groups = int(group_ids[-1]) + 1 if group_ids.size else 0
-        positives = np.bincount(group_ids, weights=is_positive.ravel(), minlength=num_groups)
+        positives = np.bincount(group_ids, weights=is_positive, minlength=num_groups)
         negatives = np.bincount(group_ids, minlength=num_groups) - positives
-        offsets = np.concatenate([[0], np.cumsum(starts.sum(axis=1))]).astype(np.int64)
+        groups_per_label = np.bincount(label_of[starts], minlength=len(logits))
+        offsets = np.concatenate([[0], np.cumsum(groups_per_label)]).astype(np.int64)
         group_scores = scores[starts]
         lower = np.append(group_scores[1:], -np.inf).astype(np.float32)
         lower[offsets[1:] - 1] = -np.inf

@@ -97,14 +97,15 @@ def shapes(num_labels: int, num_bins: int) -> Dict[str, tuple]:
 
 def updates(labels, logits, mask, num_bins: int):
     """(indices, counts) adding each score of the batch to its bin of the flat `histograms`;
-    padded rows and NaN scores add 0."""
+    padded rows, unknown labels (-1) and NaN scores add 0."""
+    labels = tf.cast(labels, tf.float32)
     # Label-major order: consecutive updates land in the same label's bins (faster to scatter).
     logits = tf.transpose(tf.cast(logits, tf.float32))
-    is_positive = tf.transpose(tf.cast(labels, tf.int32))
-    num_labels, batch_size = tf.shape(logits)[0], tf.shape(logits)[1]
+    is_positive = tf.transpose(tf.cast(labels > 0, tf.int32))
+    num_labels = tf.shape(logits)[0]
     indices = (tf.range(num_labels)[:, None] * 2 + is_positive) * num_bins + bin_indices(logits, num_bins)
-    counts = tf.cast(mask, tf.int32)[None, :] * tf.cast(~tf.math.is_nan(logits), tf.int32)
-    counts = tf.broadcast_to(counts, [num_labels, batch_size])
+    known = tf.transpose(tf.cast(labels >= 0, tf.int32))
+    counts = tf.cast(mask, tf.int32)[None, :] * known * tf.cast(~tf.math.is_nan(logits), tf.int32)
     return tf.reshape(indices, [-1]), tf.reshape(counts, [-1])
 
 

@@ -14,6 +14,11 @@ and scikit-learn's, for each positive j with a_j = #labels scoring >= s_j, b_j =
   ranking_loss                    = sum_j (a_j - b_j) / (n (L - n))   (0 when n = 0 or n = L)
 each averaged over the examples. Every figure is a sum over examples, so replicas, workers and
 batches add exactly; padded rows are masked out.
+
+Unknown labels (value -1, partially labelled data) are left out of an example's ranking: L is the
+number of its known labels, and unknown ones rank below all of them (a top-k reaching past the
+known labels counts misses). Examples without a known label are left out, and the figures are
+averaged over the others (`labelled_examples`).
 """
 
 from typing import Dict, Optional
@@ -68,10 +73,10 @@ def _top_k_sums(labels, logits, mask, inv_propensity) -> Dict[str, tf.Tensor]:
     return sums
 
 
-def _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels: int, mask):
+def _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_known, mask):
     """The three sums from a_j (`at_least`) and b_j (`positives_at_least`) at the positions where
     `is_positive` is 1 (other positions are ignored)."""
-    num_negatives = num_labels - num_positives
+    num_negatives = num_known - num_positives  # Per example: its known labels only.
     ranked_well = num_positives * num_negatives > 0
     lrap = tf.reduce_sum(is_positive * positives_at_least / tf.maximum(at_least, 1.0), axis=1)
     lrap = tf.where(ranked_well, lrap / tf.maximum(num_positives, 1.0), 1.0)
@@ -85,7 +90,7 @@ def _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, n
     }
 
 
-def _sklearn_sums_sorted(labels, logits, mask) -> Dict[str, tf.Tensor]:
+def _sklearn_sums_sorted(labels, logits, mask, num_known) -> Dict[str, tf.Tensor]:
     """LRAP, coverage error and ranking loss from one sort per example, all static shapes (for XLA:
     TPUs). a_j and b_j count every label / positive up to the end of j's group of equal scores."""
     batch_size, num_labels = tf.shape(logits)[0], labels.shape[-1]
@@ -101,13 +106,13 @@ def _sklearn_sums_sorted(labels, logits, mask) -> Dict[str, tf.Tensor]:
     at_least = tf.gather(tf.cumsum(group_size, axis=1), group, batch_dims=1)
     positives_at_least = tf.gather(tf.cumsum(group_positives, axis=1), group, batch_dims=1)
     num_positives = tf.reduce_sum(labels, axis=1)
-    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels, mask)
+    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_known, mask)
 
 
 COMPARE_LIMIT = 1 << 24  # Scores compared at once on the comparison path (16 MB of booleans).
 
 
-def _sklearn_sums_at_positives(labels, logits, mask) -> Dict[str, tf.Tensor]:
+def _sklearn_sums_at_positives(labels, logits, mask, num_known) -> Dict[str, tf.Tensor]:
     """The same sums, working only at each example's positives (dynamic shapes: CPU/GPU, not XLA).
 
     With K the most positives an example of the batch has, a_j compares the K positive scores with
@@ -135,7 +140,7 @@ def _sklearn_sums_at_positives(labels, logits, mask) -> Dict[str, tf.Tensor]:
     at_least = tf.cond(work <= COMPARE_LIMIT, by_comparison, by_search)
     pairs = tf.cast(positive_scores[:, None, :] >= positive_scores[:, :, None], tf.float32)
     positives_at_least = tf.reduce_sum(pairs * is_positive[:, None, :], axis=2)
-    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_labels, mask)
+    return _sklearn_figures(is_positive, at_least, positives_at_least, num_positives, num_known, mask)
 
 
 def batch_sums(labels, logits, mask, inv_propensity, static_shapes: bool = False) -> Dict[str, tf.Tensor]:
@@ -144,11 +149,15 @@ def batch_sums(labels, logits, mask, inv_propensity, static_shapes: bool = False
     XLA (TPUs): a sort per example; else work at the positives only (faster on CPU, where XLA's
     sort is slow: call it outside jit_compile there)."""
     labels = tf.cast(labels, tf.float32)
-    logits = tf.cast(logits, tf.float32)
-    mask = tf.cast(mask, tf.float32)
+    known = labels >= 0
+    # Unknown labels rank below every known one, and are not positives.
+    logits = tf.where(known, tf.cast(logits, tf.float32), -np.inf)
+    labels = tf.maximum(labels, 0.0)
+    num_known = tf.reduce_sum(tf.cast(known, tf.float32), axis=1)
+    mask = tf.cast(mask, tf.float32) * tf.cast(num_known > 0, tf.float32)
     sums = _top_k_sums(labels, logits, mask, tf.cast(inv_propensity, tf.float32))
     sklearn_sums = _sklearn_sums_sorted if static_shapes else _sklearn_sums_at_positives
-    sums.update(sklearn_sums(labels, logits, mask))
+    sums.update(sklearn_sums(labels, logits, mask, num_known))
     return {f"ranking/{name}": value for name, value in sums.items()}
 
 
