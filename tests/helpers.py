@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -133,6 +134,28 @@ def read_until(stream, pattern, lines, timeout=180):
         if match:
             return match
     raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(lines[-40:])}")
+
+
+def kill_at(args, *patterns):
+    """Starts the trainer and SIGKILLs it once its log has shown each of `patterns` in turn."""
+    process, lines = start_trainer(args), []
+    for pattern in patterns:
+        read_until(process.stderr, pattern, lines)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def resumes_exactly(args, tmp_path, *patterns):
+    """`args` run straight through, and killed at `patterns` then run again: the second resumes and
+    ends with the weights of the first (<= 1e-6)."""
+    reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
+    check_ok(run_trainer(args + [f"--model_dir={reference}"]))
+    kill_at(args + [f"--model_dir={interrupted}"], *patterns)
+    result = check_ok(run_trainer(args + [f"--model_dir={interrupted}"]))
+    assert "Resuming at step" in result.stderr
+    assert max_weight_difference(reference, interrupted) <= 1e-6
+    return result
 
 
 def start_workers(num_workers, args, extra=()):

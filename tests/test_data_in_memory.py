@@ -1,11 +1,9 @@
 """In-memory splits (--in_memory_budget_mb): which path a split takes, the budget fallback, and
 that batches, figures and exact resume match the streamed path."""
 
-import signal
-
 import numpy as np
 import pytest
-from helpers import check_ok, max_weight_difference, read_metrics, read_until, run_trainer, start_trainer
+from helpers import check_ok, max_weight_difference, read_metrics, resumes_exactly, run_trainer
 
 from trainer import data
 from trainer.config import DataConfig
@@ -127,15 +125,4 @@ def test_cli_budget_too_small_streams_with_one_log_line(tmp_path, csv_job):
 def test_cli_sigkilled_in_memory_file_run_resumes_exactly(tmp_path, csv_job):
     """An in-memory CSV split SIGKILLed and restarted ends with the weights of an uninterrupted run."""
     flags = csv_job + ["--mode=train", "--train_steps=300", "--checkpoint_every_steps=40"]
-    reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
-    check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
-    process = start_trainer(flags + [f"--model_dir={interrupted}"])
-    lines = []
-    read_until(process.stderr, r"--train_data: in memory", lines)
-    read_until(process.stderr, r"Saved checkpoint .*ckpt-40", lines)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    result = check_ok(run_trainer(flags + [f"--model_dir={interrupted}"]))
-    assert "Resuming at step" in result.stderr
-    assert max_weight_difference(reference, interrupted) <= 1e-6
+    resumes_exactly(flags, tmp_path, r"--train_data: in memory", r"Saved checkpoint .*ckpt-40")

@@ -2,12 +2,10 @@
 still stands exactly after the steps taken, so figures and exact resume are unchanged (mirrored
 on logical CPU devices; overlap of the copies with compute happens only on real GPUs)."""
 
-import signal
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TINY, check_ok, max_weight_difference, read_until, run_trainer, start_trainer
+from helpers import TINY, resumes_exactly
 
 from trainer import data, losses, models, optimization, steps
 from trainer.config import LossConfig, ModelConfig, TrainConfig
@@ -40,13 +38,4 @@ def test_mirrored_sigkilled_run_resumes_with_the_weights_of_an_uninterrupted_one
     """--strategy=mirrored --cpu_replicas=2: SIGKILL after a checkpoint and restart; same weights (<= 1e-6)."""
     flags = TINY + ["--mode=train", "--deterministic", "--checkpoint_every_steps=40", "--train_steps=300",
                     "--strategy=mirrored", "--cpu_replicas=2"]  # fmt: skip
-    reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
-    check_ok(run_trainer(flags + [f"--model_dir={reference}"]))
-    process = start_trainer(flags + [f"--model_dir={interrupted}"])
-    read_until(process.stderr, r"Saved checkpoint .*ckpt-40", [])
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    result = check_ok(run_trainer(flags + [f"--model_dir={interrupted}"]))
-    assert "Resuming at step" in result.stderr
-    assert max_weight_difference(reference, interrupted) <= 1e-6
+    resumes_exactly(flags, tmp_path, r"Saved checkpoint .*ckpt-40")

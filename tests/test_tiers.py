@@ -17,6 +17,8 @@ STARTS_A_PROCESS = {
     "run_local_workers",
     "start_trainer",
     "start_workers",
+    "kill_at",
+    "resumes_exactly",
     "score_in_fresh_process",
     "Popen",
     "check_output",
