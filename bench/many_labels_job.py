@@ -77,8 +77,10 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
     started = time.monotonic()
     paths, occurrences = write_problem(workdir, args.labels, args.train_examples, args.eval_examples)
-    print(f"data: {args.train_examples} + {args.eval_examples} rows, {args.labels} labels, "
-          f"{occurrences} label occurrences in train ({time.monotonic() - started:.0f}s to write) in {workdir}")
+    print(
+        f"data: {args.train_examples} + {args.eval_examples} rows, {args.labels} labels, "
+        f"{occurrences} label occurrences in train ({time.monotonic() - started:.0f}s to write) in {workdir}"
+    )
     model_dir = os.path.join(workdir, "run")
     common = [f"--model_dir={model_dir}", f"--label_names={paths['labels']}", "--model=text_bow"]
     phases = {

@@ -185,7 +185,7 @@ def raw_step_rate(job: dict, args) -> float:
     optimizer.build(model.trainable_variables)
     features, labels = job["split"].arrays
     x = {name: tf.constant(value[: job["batch"]]) for name, value in features.items()}
-    y = tf.constant(labels[: job["batch"]])
+    y = tf.constant(labels[: job["batch"]].dense())
 
     @tf.function(jit_compile=True)
     def step():

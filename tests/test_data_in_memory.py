@@ -40,19 +40,22 @@ def test_a_file_split_within_the_budget_is_in_memory_and_one_above_it_is_streame
     # The same examples, in file order, with the same counts and spec.
     rows = [(f["features"].numpy(), y.numpy()) for f, y in streamed.examples]
     assert np.array_equal(np.stack([r[0] for r in rows]), loaded.arrays[0]["features"])
-    assert np.array_equal(np.stack([r[1] for r in rows]), loaded.arrays[1])
+    assert np.array_equal(np.stack([r[1] for r in rows]), loaded.arrays[1].dense())
     assert np.array_equal(streamed.label_counts, loaded.label_counts)
     assert streamed.spec == loaded.spec
 
 
 def test_the_size_is_estimated_from_the_count_and_shapes_before_loading(tmp_path, caplog):
-    """20,000 examples of 16 + 4 float32 are 1.53 MB: over a 1 MB budget, so never loaded."""
+    """20,000 examples of 16 float32 features (64 bytes), a row offset (8 bytes) and their positive
+    labels (5 bytes each, kept sparse) are over a 1 MB budget, so never loaded."""
     path = write_csv(tmp_path / "train.csv", 20_000)
     caplog.set_level("INFO")
     split = data.load_split(DataConfig(in_memory_budget_mb=1), "train", path, seed=0)
     assert split.arrays is None
-    assert "its arrays would take 1.5 MB, more than --in_memory_budget_mb=1" in caplog.text
-    assert not in_memory.fits("--train_data", 10**12, split.examples.element_spec, budget_mb=10**9)
+    size = (20_000 * (64 + 8) + 5 * split.label_counts.sum()) / 2**20
+    assert f"its arrays would take {size:.1f} MB, more than --in_memory_budget_mb=1" in caplog.text
+    features_spec, _ = split.examples.element_spec
+    assert not in_memory.fits("--train_data", 10**12, features_spec, 0, budget_mb=10**9)
     assert "would not fit the" in caplog.text  # More than the free memory: streamed, never loaded.
 
 

@@ -21,7 +21,7 @@ def test_reader_reads_the_arrays_of_the_split_in_order_and_by_record_shard():
     config = DataConfig(synthetic_train_examples=50, synthetic_labels=5, synthetic_features=3)
     reader = synthetic.open_reader(config, "train", seed=3)
     split = data.load_split(config, "train", "synthetic", seed=3)
-    np.testing.assert_array_equal(split.arrays[1], reader.labels)
+    np.testing.assert_array_equal(split.arrays[1].dense(), reader.labels)
     np.testing.assert_array_equal(reader.check().label_counts, split.label_counts)
     whole = [labels.numpy() for _, labels in reader.read((), (1, 0), in_order=True)]
     np.testing.assert_array_equal(np.concatenate(whole), reader.labels)

@@ -7,6 +7,9 @@
     tfds.py       tfds:NAME:SPLIT reader and its label adapters
     synthetic.py  the embedded synthetic problem (in memory)
     labels.py     label names (--label_names, labels.txt), counts, short label lists for messages
+    sparse_labels.py  the labels of in-memory splits, kept as their non-zero entries
+    in_memory.py  whether a split fits --in_memory_budget_mb, and loading it once into arrays
+    holdout.py    --threshold_holdout: an eval split held out of the training data
     text.py       tokenizer and vocabulary
     pipeline.py   train_batches, eval_batches, replica_batch, each worker's part
 
@@ -17,19 +20,18 @@ loop, steps, models, checkpoint, evaluation or reporting.
 from trainer.data.pipeline import eval_batches, reads_own_part, replica_batch, train_batches, worker_part
 from trainer.data.sources import Reader, file_format, load_split, match_files
 from trainer.data.split import (
-    PARSE_BATCH,
     WHOLE,
     InputSpec,
     Part,
     Split,
     from_arrays,
+    parse_batch,
     read_spec,
     read_train_label_counts,
     write_spec,
 )
 
 __all__ = [
-    "PARSE_BATCH",
     "WHOLE",
     "InputSpec",
     "Part",
@@ -38,6 +40,7 @@ __all__ = [
     "eval_batches",
     "file_format",
     "from_arrays",
+    "parse_batch",
     "load_split",
     "match_files",
     "read_spec",

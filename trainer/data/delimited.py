@@ -30,7 +30,7 @@ import tensorflow as tf
 from trainer.config import DataConfig
 from trainer.data.cells import BOM, WHITESPACE, numbered_lines, split_cells
 from trainer.data.labels import Stats, find_names, read_names, require_labels, shorten
-from trainer.data.split import PARSE_BATCH
+from trainer.data.split import parse_batch
 from trainer.errors import UserError
 
 DELIMITERS = {"tsv": "\t", "csv": ","}
@@ -340,7 +340,7 @@ class Reader:
 
     def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
         del in_order  # Lines are read in order at no extra cost.
-        return read(files, self.layout, self.label_names, PARSE_BATCH, record_shard)
+        return read(files, self.layout, self.label_names, parse_batch(len(self.label_names)), record_shard)
 
 
 def open_reader(config: DataConfig, flag: str, files: List[str], data_format: str, allow_unlabelled: bool) -> Reader:

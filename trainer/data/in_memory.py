@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from trainer.data.sparse_labels import SparseLabels
 from trainer.errors import UserError
 
 MB = 2**20
@@ -24,7 +25,7 @@ COPIES = 3
 
 
 def example_bytes(element_spec) -> Optional[int]:
-    """Bytes one unbatched (features, labels) example takes as arrays; None when a shape is not fixed."""
+    """Bytes one unbatched example (any structure of tensors) takes as arrays; None when a shape is not fixed."""
     total = 0
     for spec in tf.nest.flatten(element_spec):
         if not spec.shape.is_fully_defined() or spec.dtype == tf.string:
@@ -41,16 +42,18 @@ def available_bytes() -> Optional[int]:
         return None
 
 
-def fits(flag: str, num_examples: int, element_spec, budget_mb: int) -> bool:
-    """Whether a split of `num_examples` examples of `element_spec` goes in memory; logs which path it takes and why."""
+def fits(flag: str, num_examples: int, features_spec, label_entries: int, budget_mb: int) -> bool:
+    """Whether a split of `num_examples` examples of `features_spec` with `label_entries` non-zero
+    label entries (positives and unknowns) goes in memory; logs which path it takes and why."""
     if budget_mb <= 0:
         logging.info("%s: streamed from the files (--in_memory_budget_mb=%d).", flag, budget_mb)
         return False
-    per_example = example_bytes(element_spec)
+    per_example = example_bytes(features_spec)
     if per_example is None:
         logging.info("%s: streamed from the files (its examples have no fixed shape).", flag)
         return False
-    size = num_examples * per_example
+    # Labels are kept sparse: a row offset per example, an id and a value per entry.
+    size = num_examples * (per_example + 8) + label_entries * 5
     if size > budget_mb * MB:
         logging.info(
             "%s: streamed from the files: its arrays would take %.1f MB, more than --in_memory_budget_mb=%d "
@@ -81,27 +84,28 @@ def fits(flag: str, num_examples: int, element_spec, budget_mb: int) -> bool:
     return True
 
 
-def load(flag: str, batches: tf.data.Dataset, num_examples: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def load(flag: str, batches: tf.data.Dataset, num_examples: int) -> Tuple[Dict[str, np.ndarray], SparseLabels]:
     """The (features, labels) arrays of parsed `batches` ((features dict, labels) [B, ...] each),
-    which the checking pass counted `num_examples` of; filled in place, so memory peaks at one copy."""
+    which the checking pass counted `num_examples` of; features are filled in place, so memory
+    peaks at one copy, and labels kept sparse batch by batch."""
     features_spec, labels_spec = batches.element_spec
     features = {
         name: np.empty((num_examples, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
         for name, spec in features_spec.items()
     }
-    labels = np.empty((num_examples, *labels_spec.shape[1:]), labels_spec.dtype.as_numpy_dtype)
+    labels = []
     filled = 0
     for batch_features, batch_labels in batches.prefetch(tf.data.AUTOTUNE):
         size = int(batch_labels.shape[0])
         if filled + size > num_examples:
             break
-        labels[filled : filled + size] = batch_labels.numpy()
+        labels.append(SparseLabels.from_dense(batch_labels.numpy()))
         for name, values in batch_features.items():
             features[name][filled : filled + size] = values.numpy()
         filled += size
     else:
         if filled == num_examples:
-            return features, labels
+            return features, SparseLabels.concatenate(labels, labels_spec.shape[1])
     raise UserError(
         f"{flag}: the files changed while being read (the checking pass counted {num_examples} examples, the "
         "loading pass found a different number); leave them unchanged during the run."

@@ -19,8 +19,31 @@ from typing import Dict, List, Tuple
 import tensorflow as tf
 from absl import logging
 
+from trainer.data.in_memory import example_bytes
+from trainer.data.sparse_labels import dense_rows
 from trainer.data.split import WHOLE, Part, Split
 from trainer.distribute import Topology
+
+# A streamed split's shuffle buffer holds examples with dense labels (400 KB each at 100,000
+# labels): --shuffle_buffer is lowered so that they take at most this much memory.
+SHUFFLE_BUFFER_BYTES = 1 << 30
+
+
+def shuffle_buffer_size(examples: tf.data.Dataset, shuffle_buffer: int) -> int:
+    """--shuffle_buffer, or fewer examples where that many would take more than SHUFFLE_BUFFER_BYTES (logged)."""
+    per_example = example_bytes(examples.element_spec)
+    if not per_example or shuffle_buffer * per_example <= SHUFFLE_BUFFER_BYTES:
+        return shuffle_buffer
+    size = max(1, SHUFFLE_BUFFER_BYTES // per_example)
+    logging.warning(
+        "--shuffle_buffer=%d streamed examples of %.0f KB each would take %.1f GB; shuffling in %d instead "
+        "(a split within --in_memory_budget_mb is shuffled whole and needs no buffer).",
+        shuffle_buffer,
+        per_example / 1024,
+        shuffle_buffer * per_example / 2**30,
+        size,
+    )
+    return size
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
@@ -81,9 +104,10 @@ def train_batches(
         # In memory: shuffle indices, not examples, and gather whole batches at once. Each epoch
         # is a full permutation, per-example work disappears, and the checkpointed iterator
         # state is a buffer of integers rather than of examples.
+        # Labels are kept sparse (data.sparse_labels) and made dense a batch at a time.
         features, labels = split.arrays
         features = {name: tf.constant(features[name]) for name in feature_names}
-        labels = tf.constant(labels)
+        label_ids, label_values = labels.ragged()
         dataset = (
             tf.data.Dataset.range(len(labels))
             .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
@@ -92,7 +116,9 @@ def train_batches(
             .map(
                 lambda indices: (
                     tf.nest.map_structure(lambda t: tf.gather(t, indices[rows]), features),
-                    tf.gather(labels, indices[rows]),
+                    dense_rows(
+                        tf.gather(label_ids, indices[rows]), tf.gather(label_values, indices[rows]), labels.num_labels
+                    ),
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
@@ -102,7 +128,7 @@ def train_batches(
         examples = split.read_part(WHOLE) if split.read_part is not None else split.examples
         examples = examples.cache() if cache else examples
         dataset = (
-            examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            examples.shuffle(shuffle_buffer_size(examples, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
             .repeat()
             .batch(topology.global_batch_size, drop_remainder=True)
             .map(
@@ -125,7 +151,11 @@ def _own_part_batches(
         examples = examples.cache()
     dataset = (
         # A seed of its own per worker: the same seed would shuffle the workers' parts alike.
-        examples.shuffle(shuffle_buffer, seed=seed + topology.worker_index, reshuffle_each_iteration=True)
+        examples.shuffle(
+            shuffle_buffer_size(examples, shuffle_buffer),
+            seed=seed + topology.worker_index,
+            reshuffle_each_iteration=True,
+        )
         .repeat()
         .batch(topology.per_worker_batch_size, drop_remainder=True)
         .map(lambda features, labels: (_select(features, feature_names), labels), num_parallel_calls=tf.data.AUTOTUNE)

@@ -7,7 +7,7 @@
 
 Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Past the
 checking pass nothing is parsed in Python: the stream reads the files in sorted order, parses
-records in vectorised batches of PARSE_BATCH, then unbatches. A split whose arrays fit
+records in vectorised batches (split.parse_batch), then unbatches. A split whose arrays fit
 --in_memory_budget_mb goes through that stream once into arrays (data.in_memory); larger ones
 are streamed every epoch. The synthetic problem is made in memory.
 """
@@ -169,7 +169,8 @@ def load_split(
     features_spec, _ = unbatched.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
     spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary))
-    if in_memory.fits(flag, stats.num_examples, unbatched.element_spec, config.in_memory_budget_mb):
+    label_entries = int(stats.label_counts.sum() + stats.unknown_counts.sum())
+    if in_memory.fits(flag, stats.num_examples, features_spec, label_entries, config.in_memory_budget_mb):
         # The same parse as the stream, once: the arrays hold what streaming would yield, in file order.
         features, labels = in_memory.load(flag, inputs(batches), stats.num_examples)
         loaded = from_arrays(features, labels, spec.label_names, spec.vocab_size)

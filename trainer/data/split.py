@@ -7,15 +7,23 @@ export can rebuild the model without any data.
 
 import dataclasses
 import json
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
 from trainer import paths
+from trainer.data.sparse_labels import SparseLabels, dense_row
 from trainer.errors import UserError
 
 PARSE_BATCH = 1024  # Records a reader parses at once (vectorised), before the examples are unbatched.
+PARSE_BATCH_LABEL_ENTRIES = 1 << 24  # A parsed batch's labels are dense: at most 64 MB of them.
+
+
+def parse_batch(num_labels: int) -> int:
+    """Records a reader parses at once: PARSE_BATCH, fewer at many labels (a parsed record's labels
+    are dense until the examples are batched or kept sparse in memory: 400 KB at 100,000 labels)."""
+    return max(16, min(PARSE_BATCH, PARSE_BATCH_LABEL_ENTRIES // max(num_labels, 1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +62,7 @@ class Split:
     spec: InputSpec
     num_examples: int  # -1 when unknown (streamed).
     label_counts: np.ndarray  # Positives per label.
-    arrays: Optional[Tuple[Dict[str, np.ndarray], np.ndarray]] = None  # (features, labels) when in memory.
+    arrays: Optional[Tuple[Dict[str, np.ndarray], SparseLabels]] = None  # (features, labels) when in memory.
     files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
     # Streamed: one Part's `examples`, in an order that may differ from theirs where another is faster.
     read_part: Optional[Callable[[Part], tf.data.Dataset]] = None
@@ -66,17 +74,28 @@ class Split:
         return self.label_counts / np.maximum(self.num_examples - unknown, 1)
 
 
-def from_arrays(features: Dict[str, np.ndarray], labels: np.ndarray, names: List[str], vocab_size: int = 0) -> Split:
-    """An in-memory Split of `features` ({name: [n, ...]}) and `labels` [n, num_labels] (1, 0, or -1: unknown)."""
+def from_arrays(
+    features: Dict[str, np.ndarray],
+    labels: Union[np.ndarray, SparseLabels],
+    names: List[str],
+    vocab_size: int = 0,
+) -> Split:
+    """An in-memory Split of `features` ({name: [n, ...]}) and `labels`: dense [n, num_labels] (1, 0,
+    or -1: unknown), kept as SparseLabels, or SparseLabels already."""
+    if not isinstance(labels, SparseLabels):
+        labels = SparseLabels.from_dense(labels)
     specs = {k: tf.TensorSpec(v.shape[1:], tf.as_dtype(v.dtype), name=k) for k, v in features.items()}
-    examples = tf.data.Dataset.from_tensor_slices((features, labels))
+    ids, values = labels.ragged()
+    examples = tf.data.Dataset.from_tensor_slices((features, ids, values)).map(
+        lambda example, ids, values: (example, dense_row(ids, values, labels.num_labels))
+    )
     return Split(
         examples,
         InputSpec(specs, names, vocab_size),
         num_examples=len(labels),
-        label_counts=(labels > 0).sum(axis=0).astype(np.int64),
+        label_counts=labels.positives_per_label(),
         arrays=(features, labels),
-        unknown_counts=(labels < 0).sum(axis=0).astype(np.int64),
+        unknown_counts=labels.unknown_per_label(),
     )
 
 

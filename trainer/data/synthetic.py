@@ -19,7 +19,7 @@ from absl import logging
 
 from trainer.config import DataConfig
 from trainer.data.labels import Stats
-from trainer.data.split import PARSE_BATCH
+from trainer.data.split import parse_batch
 
 SPLIT_IDS = {"train": 1, "eval": 2, "test": 3}
 _TOPICS = 6
@@ -133,7 +133,7 @@ class Reader:
     def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
         del files, in_order  # No files; one order.
         examples = tf.data.Dataset.from_tensor_slices((self.features, self.labels))
-        return examples.shard(*record_shard).batch(PARSE_BATCH)
+        return examples.shard(*record_shard).batch(parse_batch(self.labels.shape[1]))
 
 
 def open_reader(config: DataConfig, split: str, seed: int) -> Reader:

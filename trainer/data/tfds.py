@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import tensorflow as tf
 
 from trainer.data.labels import Stats
-from trainer.data.split import PARSE_BATCH
+from trainer.data.split import parse_batch
 from trainer.errors import UserError
 
 PREFIX = "tfds:"
@@ -84,7 +84,7 @@ class Reader:
         del files, in_order  # No files of its own; TFDS keeps its order.
         count, index = record_shard
         shard = self.examples.shard(count, index) if count > 1 else self.examples
-        return shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE).batch(PARSE_BATCH)
+        return shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE).batch(parse_batch(len(self.label_names)))
 
     def check(self) -> Stats:
         """The checking pass: the adapter made the labels, so only counting is left."""

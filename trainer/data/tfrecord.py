@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 
 from trainer.config import DataConfig
 from trainer.data.labels import Stats, find_names, require_labels
-from trainer.data.split import PARSE_BATCH
+from trainer.data.split import parse_batch
 from trainer.errors import UserError
 
 TEXT, FEATURES, IMAGE, LABEL_IDS, LABELS, LABEL_MASK = "text", "features", "image", "label_ids", "labels", "label_mask"
@@ -338,7 +338,15 @@ class Reader:
         return check(self.files, self.layout, len(self.label_names))
 
     def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
-        return read(files, self.layout, len(self.label_names), self.image_size, PARSE_BATCH, record_shard, in_order)
+        return read(
+            files,
+            self.layout,
+            len(self.label_names),
+            self.image_size,
+            parse_batch(len(self.label_names)),
+            record_shard,
+            in_order,
+        )
 
 
 def open_reader(config: DataConfig, flag: str, files: List[str], allow_unlabelled: bool) -> Reader:
