@@ -1,8 +1,12 @@
 """data.sparse_labels, and what keeps many-label data small: in-memory labels kept sparse, the parse
 batch and the streamed shuffle buffer bounded by the label count."""
 
+import re
+
 import numpy as np
+import pytest
 import tensorflow as tf
+from helpers import check_ok, read_metrics, read_predictions, run_trainer
 
 from trainer import data
 from trainer.config import DataConfig
@@ -99,3 +103,23 @@ def test_a_streamed_shuffle_buffer_is_bounded_in_bytes(caplog):
     size = pipeline.shuffle_buffer_size(examples, 10_000)
     assert size == pipeline.SHUFFLE_BUFFER_BYTES // per_example
     assert "--shuffle_buffer=10000 streamed examples of 391 KB each would take 3.7 GB" in caplog.text
+
+
+@pytest.mark.e2e
+def test_a_30000_label_text_job_trains_evaluates_and_predicts_through_the_cli(tmp_path):
+    """The commands a user types, at many labels: labels in memory at the size of their entries,
+    every label in the metrics file, the K best labels of each example in predictions.jsonl."""
+    path = write_many_label_tsv(tmp_path, 30_000, 400)
+    model_dir = tmp_path / "run"
+    flags = [f"--model_dir={model_dir}", f"--label_names={tmp_path / 'labels.txt'}", "--model=text_bow"]
+    flags += ["--hidden_units=16", "--embedding_dim=8", "--global_batch_size=64"]
+    trained = check_ok(
+        run_trainer([*flags, f"--train_data={path}", f"--eval_data={path}", "--train_steps=4", "--steps_per_loop=2"])
+    )
+    sizes = re.findall(r"--(?:train|eval)_data: in memory \(([0-9.]+) MB of arrays", trained.stderr)
+    assert len(sizes) == 2 and all(float(size) < 0.2 for size in sizes), trained.stderr[-3000:]
+    summary = read_metrics(str(model_dir))
+    assert summary["num_examples"] == 400 and len(summary["labels"]) == 30_000
+    predicted = check_ok(run_trainer([*flags, "--mode=predict", f"--test_data={path}", "--predict_top_k=3"]))
+    rows = read_predictions(str(model_dir))
+    assert len(rows) == 400 and all(len(row["top_k"]) == 3 for row in rows), predicted.stderr[-2000:]
