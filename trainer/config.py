@@ -103,7 +103,9 @@ class DataConfig:
         "Delimited files with a header: columns to leave out (an id, a date, ...), by header name, "
         "separated by commas.",
     )
-    shuffle_buffer: int = setting(10_000, "Examples in the shuffle buffer.")
+    shuffle_buffer: int = setting(
+        10_000, "Examples in the shuffle buffer of a streamed split (lowered to fit 1 GB at many labels)."
+    )
     cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
     threshold_holdout: float = setting(
         0.1,
