@@ -5,6 +5,7 @@ flag is empty, from a `labels.txt` beside the data files: `python -m trainer.pre
 next to its shards, so a job reading them from object storage needs no extra flag.
 """
 
+import collections
 import dataclasses
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -43,7 +44,7 @@ def read_names(path: str, flag: str = "--label_names") -> List[str]:
         raise UserError(f"{flag}={path} is empty; it needs one label name a line.")
     if "" in names:
         raise UserError(f"{path}:{names.index('') + 1} is blank; every line of a label names file names a label.")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(name for name, count in collections.Counter(names).items() if count > 1)
     if duplicates:
         raise UserError(f"{path} names {duplicates[0]!r} more than once; label names must be unique.")
     return names
