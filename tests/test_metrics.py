@@ -93,6 +93,60 @@ def test_exact_ap_and_auc_equal_sklearn_on_saturated_logits_with_ties():
     assert summary["subset_accuracy"] == pytest.approx(sk.accuracy_score(labels, predicted))
 
 
+def many_labels_problem(seed=7, num_examples=300, num_labels=400):
+    """Zipf label frequencies, so most labels have no positive, 10% unknown entries, logits with
+    ties, saturated and signed-zero scores; l10 is all unknown, l11 has unknowns and negatives only,
+    l12 positives only, l13 one positive tied with negatives, l14 NaN scores (a diverged model)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random((num_examples, num_labels)) < np.minimum(0.4, 0.3 / np.arange(1, num_labels + 1))
+    logits = (2.0 * truth + rng.normal(scale=3.0, size=truth.shape)).astype(np.float32)
+    logits[:, ::2] = np.round(logits[:, ::2])  # Ties.
+    logits[rng.random(truth.shape) < 0.05] = 40.0
+    logits[rng.random(truth.shape) < 0.02] = -0.0
+    labels = np.where(rng.random(truth.shape) < 0.1, -1, truth).astype(np.int8)
+    labels[:, 10] = -1
+    labels[:, 11] = np.where(truth[:, 11], -1, 0)
+    labels[:, 12] = np.where(labels[:, 12] == 0, -1, 1)
+    labels[:, 13], logits[:, 13] = 0, 1.0
+    labels[0, 13] = 1
+    logits[:9, 14] = np.nan
+    return labels, logits
+
+
+def test_only_labels_with_positives_are_grouped_and_their_figures_equal_those_of_every_group_to_the_bit(monkeypatch):
+    """The shortcuts of the exact curves: labels without positives are not grouped (NaN, threshold
+    0.5, met), and AP/ROC-AUC come from `curve_groups` (only the scores with positives, runs of
+    negatives merged). Checked against the full groups of every label, chunk by chunk of 7
+    labels, and scikit-learn."""
+    monkeypatch.setattr(metrics.exact, "SORT_CHUNK_ENTRIES", 300 * 7)
+    labels, logits = many_labels_problem()
+    source = metrics.ExactScores(logits, labels)
+    positives = (labels > 0).sum(axis=0)
+    assert (positives == 0).mean() > 0.5 and positives[10] == positives[11] == 0 and positives[14] > 0
+    figures = curves.all_curve_figures(source)
+    every = curves.curve_figures(source.groups(np.arange(labels.shape[1])))  # Every label, every group.
+    for name in ("average_precision", "roc_auc"):
+        np.testing.assert_array_equal(figures[name], every[name], err_msg=name)
+        assert np.isnan(figures[name][positives == 0]).all()
+    assert np.isnan(figures["roc_auc"][12]) and not np.isnan(figures["average_precision"][12])
+    for j in np.flatnonzero(positives > 0):
+        known = labels[:, j] >= 0
+        y, x = labels[known, j], logits[known, j]
+        if np.isnan(x).any():  # l14: scikit-learn refuses NaN.
+            continue
+        assert figures["average_precision"][j] == pytest.approx(sk.average_precision_score(y, x), abs=1e-12)
+        if y.min() == 0:
+            assert figures["roc_auc"][j] == pytest.approx(sk.roc_auc_score(y, x), abs=1e-12)
+    for objective in (curves.F1, ("precision_at_recall", 0.8), ("recall_at_precision", 0.9)):
+        thresholds, met = metrics.tune(source, objective, min_positives=1)
+        expected, expected_met = curves.best_thresholds(
+            source.groups(np.arange(labels.shape[1]), by_probability=True), 0.5, objective
+        )
+        np.testing.assert_array_equal(thresholds, expected.astype(np.float32))
+        np.testing.assert_array_equal(met, expected_met)
+        assert (thresholds[positives == 0] == 0.5).all() and met[positives == 0].all()
+
+
 def test_paper_figures_equal_sklearn():
     """CP/CR/CF1 (per-class, over labels with positives) and OP/OR/OF1 (overall) as papers report them."""
     labels, logits = saturated_problem(2, 2000)

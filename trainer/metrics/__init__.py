@@ -4,7 +4,8 @@
 - `ranking`: the example-wise "ranking" block (precision@k, nDCG@k, their propensity-scored forms,
   scikit-learn's LRAP, coverage error and ranking loss); `propensity`: the label weights.
 - `curves`: per-label AP, ROC-AUC, F1-optimal thresholds and PR curves from exact scores
-  (`ExactScores`), or from `histogram.Histograms` beyond --exact_metrics_budget, with error bounds.
+  (`exact.ExactScores`), or from `histogram.Histograms` beyond --exact_metrics_budget, with error
+  bounds.
 
 On the devices, `add_batch` and `add_ranking` only add to sums, so replicas, workers and batches add exactly;
 `summarize` turns the sums and a curves source into the figures of metrics/<split>-<step>.json.
@@ -15,8 +16,9 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
-from trainer.metrics import counts, curves, histogram, propensity, ranking
-from trainer.metrics.curves import ExactScores, pr_curve_counts, precision_recall, tune, tune_thresholds
+from trainer.metrics import counts, curves, exact, histogram, propensity, ranking
+from trainer.metrics.curves import pr_curve_counts, precision_recall, tune, tune_thresholds
+from trainer.metrics.exact import ExactScores
 from trainer.metrics.histogram import Histograms
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "add_ranking",
     "counts",
     "curves",
+    "exact",
     "histogram",
     "pr_curve_counts",
     "precision_recall",
