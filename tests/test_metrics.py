@@ -147,6 +147,21 @@ def test_only_labels_with_positives_are_grouped_and_their_figures_equal_those_of
         assert (thresholds[positives == 0] == 0.5).all() and met[positives == 0].all()
 
 
+def test_rare_labels_share_the_threshold_of_their_pooled_known_scores():
+    """Labels with 1-9 positives get the best threshold of their scores side by side, where the
+    unknown entries count nowhere (not as negatives)."""
+    labels, logits = many_labels_problem()
+    positives = (labels > 0).sum(axis=0)
+    rare = np.flatnonzero((positives > 0) & (positives < curves.MIN_POSITIVES_FOR_OWN_THRESHOLD))
+    known = labels[:, rare] >= 0
+    logits[:, rare] = np.where(known, logits[:, rare], 40.0)  # Counted as negatives, they would move it.
+    pooled = metrics.ExactScores(logits[:, rare][known][:, None], labels[:, rare][known][:, None])
+    expected = curves.best_thresholds(pooled.groups([0], by_probability=True))[0][0]
+    thresholds = metrics.tune(metrics.ExactScores(logits, labels))[0]
+    assert len(rare) > 10 and (~known).sum() > 100
+    np.testing.assert_array_equal(thresholds[rare], np.float32(expected))
+
+
 def test_paper_figures_equal_sklearn():
     """CP/CR/CF1 (per-class, over labels with positives) and OP/OR/OF1 (overall) as papers report them."""
     labels, logits = saturated_problem(2, 2000)

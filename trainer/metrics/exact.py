@@ -54,11 +54,12 @@ class ExactScores:
         return self._positives
 
     def pooled(self, indices: Sequence[int]):
-        """The labels `indices` as one label (their scores side by side); None when that is more than
-        a sort chunk (those labels then keep thresholds of their own)."""
+        """The labels `indices` as one label (their scores side by side, unknown entries still
+        unknown); None when that is more than a sort chunk (those labels then keep thresholds of
+        their own)."""
         if len(self.logits) * len(indices) > SORT_CHUNK_ENTRIES:
             return None
-        return ExactScores(self.logits[:, indices].reshape(-1, 1), self.labels[:, indices].reshape(-1, 1) > 0)
+        return ExactScores(self.logits[:, indices].reshape(-1, 1), self.labels[:, indices].reshape(-1, 1))
 
     def groups(self, indices: Sequence[int], by_probability: bool = False) -> Groups:
         """The groups of distinct scores of the labels `indices`: distinct logits, or with
