@@ -293,8 +293,18 @@ def reference_at_k(labels, logits, inv_propensity, k):
     }
 
 
-@pytest.mark.parametrize("static_shapes", [False, True])
-def test_ranking_block_equals_sklearn_and_the_numpy_reference(static_shapes):
+@pytest.mark.parametrize(
+    "static_shapes,search_max_positives,search_block",
+    [(False, ranking.SEARCH_MAX_POSITIVES, ranking.SEARCH_BLOCK), (False, ranking.SEARCH_MAX_POSITIVES, 4)]
+    + [(False, 0, ranking.SEARCH_BLOCK), (True, ranking.SEARCH_MAX_POSITIVES, ranking.SEARCH_BLOCK)],
+)
+def test_ranking_block_equals_sklearn_and_the_numpy_reference(
+    static_shapes, search_max_positives, search_block, monkeypatch
+):
+    """Every path: buckets between the positive scores (searched in one block, or 3 of 4), a search
+    in the sorted scores (beyond SEARCH_MAX_POSITIVES positives), a sort per example (static shapes)."""
+    monkeypatch.setattr(ranking, "SEARCH_MAX_POSITIVES", search_max_positives)
+    monkeypatch.setattr(ranking, "SEARCH_BLOCK", search_block)
     rng = np.random.default_rng(5)
     labels = rng.random((700, 12)) < np.linspace(0.02, 0.5, 12)
     labels[:20] = False  # No positives.
