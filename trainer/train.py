@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import math
 import time
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -135,7 +136,8 @@ def _finish(run, best: BestCheckpoint, step: int) -> None:
             run.eval_split, step, run.config.train.threshold_objective
         )
     run.reporter.tuned(tuned, at_half, source, thresholds)
-    _keep_if_best(run, best, at_half, source)  # The final step competes at 0.5, as the others did.
+    # The final step competes at 0.5, as the others did; its thresholds are the ones just tuned.
+    _keep_if_best(run, best, at_half, source, thresholds)
     del source
     if run.test_split is None:
         return
@@ -174,16 +176,19 @@ def _best_checkpoint(run) -> BestCheckpoint:
     return best
 
 
-def _keep_if_best(run, best: BestCheckpoint, summary, source) -> bool:
+def _keep_if_best(run, best: BestCheckpoint, summary, source, thresholds: Optional[np.ndarray] = None) -> bool:
     """Keeps the checkpoint in checkpoints/best/ when `summary` (figures at 0.5) is the best so far,
-    with thresholds tuned on that evaluation; best.json is written last. Returns whether it was."""
+    with thresholds tuned on that evaluation (`thresholds` when already tuned on `source`, else tuned
+    here); best.json is written last. Returns whether it was."""
     value = figure(summary, best.metric)
     if not best.improves(value):
         return False
     step = int(summary["step"])
     best.save(step)
-    objective = config_lib.threshold_objective(run.config.train.threshold_objective)
-    run.reporter.best_thresholds(list(summary["labels"]), metrics.tune(source, objective)[0])
+    if thresholds is None:
+        objective = config_lib.threshold_objective(run.config.train.threshold_objective)
+        thresholds = metrics.tune(source, objective)[0]
+    run.reporter.best_thresholds(list(summary["labels"]), thresholds)
     best.record(step, value)
     return True
 

@@ -11,7 +11,7 @@ On the devices, `add_batch` and `add_ranking` only add to sums, so replicas, wor
 `summarize` turns the sums and a curves source into the figures of metrics/<split>-<step>.json.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -72,17 +72,25 @@ def _optional(value) -> object:
 
 
 def summarize(
-    totals: Dict[str, np.ndarray], source, label_names: List[str], thresholds: np.ndarray, propensity_scored: bool
+    totals: Dict[str, np.ndarray],
+    source,
+    label_names: List[str],
+    thresholds: np.ndarray,
+    propensity_scored: bool,
+    figures: Optional[Dict[str, np.ndarray]] = None,
 ) -> Dict:
     """Figures for one split, in the shape of `metrics/<split>-<step>.json`, from the summed
-    `totals` and a curves `source` (ExactScores or Histograms).
+    `totals` and a curves `source` (ExactScores or Histograms). `figures`: the source's
+    `curves.all_curve_figures`, when the caller has them already (they do not depend on the
+    thresholds); else computed here.
 
     Labels without positives in the split are listed under `labels_without_positives` and left
     out of every macro average (their recall, F1, AP and AUC are undefined, not zero).
     """
     summary = counts.figures(totals)
     rows = counts.per_label(totals)
-    figures = curves.all_curve_figures(source)
+    if figures is None:
+        figures = curves.all_curve_figures(source)
     present = rows["support"] > 0
     for name in ("average_precision", "roc_auc"):
         summary["macro"][name] = counts.nan_mean(np.where(present, figures[name], np.nan))
