@@ -332,6 +332,24 @@ def test_ranking_block_equals_sklearn_and_the_numpy_reference(
     assert ranking.figures(totals, float(totals["num_examples"]), propensity_scored=False)["psprecision@1"] is None
 
 
+def test_ranking_at_the_positives_equals_the_sort_per_example_with_fewer_positives_than_k():
+    """Examples with at most 1 or 2 positives (K = 1 or 2, fewer than the 5 of @5: the best
+    propensity-weighted positives are padded): the same sums as the static-shape sort."""
+    rng = np.random.default_rng(9)
+    num_labels = 30
+    inv_propensity = propensity.inverse_propensities(rng.integers(0, 100, size=num_labels), 1000)
+    for most in (1, 2):
+        labels = np.zeros((32, num_labels), np.float32)
+        for row, count in enumerate(rng.integers(0, most + 1, size=32)):
+            labels[row, rng.choice(num_labels, count, replace=False)] = 1
+        labels[:8] = np.where(rng.random((8, num_labels)) < 0.2, -1, labels[:8])  # Some unknown.
+        logits = np.round(rng.normal(size=labels.shape), 1).astype(np.float32)
+        args = (labels, logits, np.ones(32, np.float32), inv_propensity.astype(np.float32))
+        at_positives = ranking.batch_sums(*args, static_shapes=False)
+        for name, value in ranking.batch_sums(*args, static_shapes=True).items():
+            assert float(at_positives[name]) == pytest.approx(float(value), rel=1e-6), name
+
+
 def test_inverse_propensities_follow_jain_et_al():
     counts, num_examples = np.array([0, 1, 10, 1000]), 5000
     c = (np.log(num_examples) - 1) * 2.5**0.55

@@ -46,13 +46,16 @@ def _discounts(k: int) -> tf.Tensor:
     return 1.0 / (tf.math.log(tf.range(2, k + 2, dtype=tf.float32)) / np.log(2.0))
 
 
-def _top_k_sums(labels, logits, mask, inv_propensity) -> Dict[str, tf.Tensor]:
+def _top_k_sums(labels, logits, mask, inv_propensity, positive_weights) -> Dict[str, tf.Tensor]:
+    """`positive_weights` [B, W]: the inverse propensities of each example's positives, 0 elsewhere
+    (`labels * inv_propensity`, or only at the positives: far fewer to take the top k of)."""
     num_labels = labels.shape[-1]
     k_max = min(max(KS), num_labels)
     _, top = tf.math.top_k(logits, k_max)
     hits = tf.gather(labels, top, batch_dims=1)  # [B, k]
     weighted_hits = hits * tf.gather(inv_propensity, top)
-    best_weighted, _ = tf.math.top_k(labels * inv_propensity, k_max)
+    positive_weights = tf.pad(positive_weights, [[0, 0], [0, tf.maximum(k_max - tf.shape(positive_weights)[1], 0)]])
+    best_weighted, _ = tf.math.top_k(positive_weights, k_max)
     discounts = _discounts(k_max)
     num_positives = tf.reduce_sum(labels, axis=1)
     ideal = tf.cumsum(discounts)  # Z for 1, 2, ... k_max positives.
@@ -137,11 +140,25 @@ def _padded(k, num_labels: int):
     return tf.minimum(padded, num_labels)
 
 
-def _sklearn_sums_at_positives(labels, logits, mask, num_known) -> Dict[str, tf.Tensor]:
+def _positives(labels, k):
+    """(positions, is_positive), each [B, k]: each example's positive labels, lowest id first, then
+    label 0 as padding (is_positive 0), as top_k(labels, k) orders them but a scatter of
+    tf.where's coordinates (3x faster at 100,000 labels)."""
+    where = tf.where(labels > 0)  # [P, 2]: (example, label), example-major.
+    examples = where[:, 0]
+    first = tf.cumsum(tf.math.count_nonzero(labels > 0, axis=1), exclusive=True)  # Each example's, in `where`.
+    index = tf.stack([examples, tf.range(tf.shape(where, tf.int64)[0]) - tf.gather(first, examples)], axis=1)
+    shape = tf.stack([tf.shape(labels, tf.int64)[0], tf.cast(k, tf.int64)])
+    positions = tf.scatter_nd(index, tf.cast(where[:, 1], tf.int32), shape)
+    return positions, tf.scatter_nd(index, tf.ones_like(examples, tf.float32), shape)
+
+
+def _sklearn_sums_at_positives(labels, logits, mask, num_known, positions, is_positive) -> Dict[str, tf.Tensor]:
     """The same sums, working only at each example's positives (dynamic shapes: CPU/GPU, not XLA;
     only the search inside is compiled, once per shape).
 
-    With K the most positives an example of the batch has (padded to a power of two), a_j counts
+    `positions`, `is_positive`: `_positives`, with K the most positives an example of the batch
+    has (padded to a power of two, `_padded`). a_j counts
     the scores in each bucket between two positive scores (each score counted against the K
     positive scores, B x L x K), and sums the buckets at or above each positive; when K is large it
     searches the positives in the sorted scores instead; b_j compares the positives among
@@ -150,9 +167,7 @@ def _sklearn_sums_at_positives(labels, logits, mask, num_known) -> Dict[str, tf.
     """
     num_labels = labels.shape[-1]
     num_positives = tf.reduce_sum(labels, axis=1)
-    k = _padded(tf.maximum(tf.cast(tf.reduce_max(num_positives), tf.int32), 1), num_labels)
-    _, positions = tf.math.top_k(labels, k)  # Each example's positives first.
-    is_positive = tf.gather(labels, positions, batch_dims=1)  # [B, K]: 0 pads examples with fewer.
+    k = tf.shape(positions)[1]
     positive_scores = tf.gather(logits, positions, batch_dims=1)
 
     def by_buckets():
@@ -188,9 +203,16 @@ def batch_sums(labels, logits, mask, inv_propensity, static_shapes: bool = False
     labels = tf.maximum(labels, 0.0)
     num_known = tf.reduce_sum(tf.cast(known, tf.float32), axis=1)
     mask = tf.cast(mask, tf.float32) * tf.cast(num_known > 0, tf.float32)
-    sums = _top_k_sums(labels, logits, mask, tf.cast(inv_propensity, tf.float32))
-    sklearn_sums = _sklearn_sums_sorted if static_shapes else _sklearn_sums_at_positives
-    sums.update(sklearn_sums(labels, logits, mask, num_known))
+    inv_propensity = tf.cast(inv_propensity, tf.float32)
+    if static_shapes:
+        sums = _top_k_sums(labels, logits, mask, inv_propensity, labels * inv_propensity)
+        sums.update(_sklearn_sums_sorted(labels, logits, mask, num_known))
+    else:
+        most = tf.maximum(tf.cast(tf.reduce_max(tf.reduce_sum(labels, axis=1)), tf.int32), 1)
+        positions, is_positive = _positives(labels, _padded(most, labels.shape[-1]))
+        positive_weights = is_positive * tf.gather(inv_propensity, positions)
+        sums = _top_k_sums(labels, logits, mask, inv_propensity, positive_weights)
+        sums.update(_sklearn_sums_at_positives(labels, logits, mask, num_known, positions, is_positive))
     return {f"ranking/{name}": value for name, value in sums.items()}
 
 
