@@ -18,7 +18,9 @@ Evaluation step:
   +stats, +hist  as above: the trainer's eval step within / beyond the budget;
   +keras AUC   + the Keras metric instead.
 Evaluation pass (`--pass_labels`, each variant in a process of its own, so peak memory is its own; the
-median of `--pass_repeats` passes after one that compiles):
+median of `--pass_repeats` passes after one that compiles, and its ratio to the forward pass timed
+alternately with it in the same process, so that the load of other jobs on a shared machine hits
+both alike):
   forward      the eval batches of a `--pass_examples`-example split through the model, nothing kept;
   exact        `evaluation.Evaluator.evaluate`: the trainer's pass within --exact_metrics_budget
                (logits gathered to the host, exact curves, every figure of the metrics file);
@@ -135,7 +137,9 @@ def print_table(title: str, variants, training: bool, args) -> None:
 
 
 def eval_pass(variant: str, num_labels: int, args) -> dict:
-    """One eval pass of `variant` over a fresh split (run in a process of its own): seconds, peak MB."""
+    """Eval passes of `variant` over a fresh split (run in a process of its own): the median seconds
+    of a pass and of the forward pass timed alternately with it (a shared machine's load hits both
+    alike), the peak MB."""
     from trainer import data, evaluation
     from trainer.distribute import Topology
 
@@ -157,13 +161,14 @@ def eval_pass(variant: str, num_labels: int, args) -> dict:
     )
     model = keras.Model({"features": model.inputs[0]}, model.outputs[0])
     thresholds = np.full(num_labels, 0.5, np.float32)
-    if variant == "forward":
-        forward = tf.function(lambda features: model(features, training=False), jit_compile=True)
+    forward = tf.function(lambda features: model(features, training=False), jit_compile=True)
 
-        def run():
-            for features_batch, _, _ in data.eval_batches(split, ["features"], topology):
-                forward(features_batch).numpy()
-    else:
+    def run_forward():
+        for features_batch, _, _ in data.eval_batches(split, ["features"], topology):
+            forward(features_batch).numpy()
+
+    run = run_forward
+    if variant != "forward":
         bce = lambda y, logits: tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, logits), -1)  # noqa: E731
         evaluator = evaluation.Evaluator(strategy, topology, model, bce, True)
 
@@ -173,19 +178,26 @@ def eval_pass(variant: str, num_labels: int, args) -> dict:
             else:
                 evaluator.evaluate("eval", split, thresholds, 0)
 
-    run()  # Compile and warm up: the figure is the median of the next --pass_repeats passes.
-    seconds = []
+    run_forward()  # Compile and warm up.
+    run()
+    seconds = {run_forward: [], run: []}
     for _ in range(args.pass_repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return {"seconds": float(np.median(seconds)), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        for passes, times in seconds.items():
+            start = time.perf_counter()
+            passes()
+            times.append(time.perf_counter() - start)
+    return {
+        "seconds": float(np.median(seconds[run])),
+        "forward_seconds": float(np.median(seconds[run_forward])),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def print_pass_table(args) -> None:
     print(
         f"\nEvaluation pass: {args.pass_examples} examples, batch {args.pass_batch}, "
-        f"MLP {args.features}-{args.hidden}-L (seconds, peak resident MB; ratio to the forward pass)"
+        f"MLP {args.features}-{args.hidden}-L (seconds, ratio to the forward pass timed alternately with it; "
+        "peak resident MB, ratio to the forward process's)"
     )
     variants = args.pass_variants.split(",")
     print(f"{'labels':>7} " + " ".join(f"{v:>24}" for v in variants))
@@ -199,7 +211,7 @@ def print_pass_table(args) -> None:
             results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
         base = results["forward"]
         cells = [
-            f"{r['seconds']:6.1f}s x{r['seconds'] / base['seconds']:4.1f} "
+            f"{r['seconds']:6.1f}s x{r['seconds'] / r['forward_seconds']:4.1f} "
             f"{r['peak_mb']:6.0f}MB x{r['peak_mb'] / base['peak_mb']:3.1f}"
             for r in results.values()
         ]
