@@ -154,16 +154,15 @@ def _positives(labels, k):
 
 
 def _sklearn_sums_at_positives(labels, logits, mask, num_known, positions, is_positive) -> Dict[str, tf.Tensor]:
-    """The same sums, working only at each example's positives (dynamic shapes: CPU/GPU, not XLA;
-    only the search inside is compiled, once per shape).
+    """The same sums, working only at each example's positives `positions` / `is_positive` [B, K]
+    (`_positives`; K, the most positives an example of the batch has, padded to a power of two).
+    Dynamic shapes: CPU/GPU, not XLA, but for the search inside, compiled once per shape.
 
-    `positions`, `is_positive`: `_positives`, with K the most positives an example of the batch
-    has (padded to a power of two, `_padded`). a_j counts
-    the scores in each bucket between two positive scores (each score counted against the K
-    positive scores, B x L x K), and sums the buckets at or above each positive; when K is large it
-    searches the positives in the sorted scores instead; b_j compares the positives among
-    themselves (B x K x K). Far cheaper than a sort per example when examples have few positives,
-    as multi-label data does.
+    a_j counts the scores in each bucket between two positive scores (each score counted against
+    the K positive scores, B x L x K) and sums the buckets at or above each positive; beyond
+    SEARCH_MAX_POSITIVES it searches the positives in the sorted scores instead. b_j compares the
+    positives among themselves (B x K x K). Far cheaper than a sort per example when examples
+    have few positives, as multi-label data does.
     """
     num_labels = labels.shape[-1]
     num_positives = tf.reduce_sum(labels, axis=1)
