@@ -17,14 +17,21 @@ Evaluation step:
   eval         the forward pass alone;
   +stats, +hist  as above: the trainer's eval step within / beyond the budget;
   +keras AUC   + the Keras metric instead.
-Evaluation pass (`--pass_labels`, each variant in a process of its own, so peak memory is its own):
+Evaluation pass (`--pass_labels`, each variant in a process of its own, so peak memory is its own; the
+median of `--pass_repeats` passes after one that compiles, and its ratio to the forward pass timed
+alternately with it in the same process, so that the load of other jobs on a shared machine hits
+both alike):
   forward      the eval batches of a `--pass_examples`-example split through the model, nothing kept;
   exact        `evaluation.Evaluator.evaluate`: the trainer's pass within --exact_metrics_budget
                (logits gathered to the host, exact curves, every figure of the metrics file);
-  histograms   the same pass with the histogram fallback (the split's size unknown, as when streamed).
+  histograms   the same pass with the histogram fallback (the split's size unknown, as when streamed);
+  tune         `evaluation.Evaluator.tune`, the end of train_and_eval: the exact pass at 0.5, the tuned
+               thresholds, and the figures at them.
 
     .venv/bin/python bench/metrics_overhead.py [--labels=10,100,1000 --steps=20 --rounds=5]
-        [--pass_labels=1000,10000,100000 --pass_examples=2000]
+        [--pass_labels=1000,10000,100000 --pass_examples=2000 --pass_repeats=3]
+        [--pass_variants=forward,exact,histograms,tune]
+(--labels= skips the step tables, --pass_labels= the pass table.)
 """
 
 import argparse
@@ -50,7 +57,7 @@ from trainer import metrics  # noqa: E402
 
 TRAIN_VARIANTS = ("train", "+stats", "+hist", "+keras AUC")
 EVAL_VARIANTS = ("eval", "+stats", "+hist", "+keras AUC")
-PASS_VARIANTS = ("forward", "exact", "histograms")
+PASS_VARIANTS = ("forward", "exact", "histograms", "tune")
 DEFAULT_BUDGET = 250_000_000
 
 
@@ -130,7 +137,9 @@ def print_table(title: str, variants, training: bool, args) -> None:
 
 
 def eval_pass(variant: str, num_labels: int, args) -> dict:
-    """One eval pass of `variant` over a fresh split (run in a process of its own): seconds, peak MB."""
+    """Eval passes of `variant` over a fresh split (run in a process of its own): the median seconds
+    of a pass and of the forward pass timed alternately with it (a shared machine's load hits both
+    alike), the peak MB."""
     from trainer import data, evaluation
     from trainer.distribute import Topology
 
@@ -152,42 +161,57 @@ def eval_pass(variant: str, num_labels: int, args) -> dict:
     )
     model = keras.Model({"features": model.inputs[0]}, model.outputs[0])
     thresholds = np.full(num_labels, 0.5, np.float32)
-    if variant == "forward":
-        forward = tf.function(lambda features: model(features, training=False), jit_compile=True)
+    forward = tf.function(lambda features: model(features, training=False), jit_compile=True)
 
-        def run():
-            for features_batch, _, _ in data.eval_batches(split, ["features"], topology):
-                forward(features_batch).numpy()
-    else:
+    def run_forward():
+        for features_batch, _, _ in data.eval_batches(split, ["features"], topology):
+            forward(features_batch).numpy()
+
+    run = run_forward
+    if variant != "forward":
         bce = lambda y, logits: tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, logits), -1)  # noqa: E731
         evaluator = evaluation.Evaluator(strategy, topology, model, bce, True)
 
         def run():
-            evaluator.evaluate("eval", split, thresholds, 0)
+            if variant == "tune":
+                evaluator.tune(split, 0)
+            else:
+                evaluator.evaluate("eval", split, thresholds, 0)
 
-    run()  # Compile and warm up: the figure is the second pass.
-    start = time.perf_counter()
+    run_forward()  # Compile and warm up.
     run()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    seconds = {run_forward: [], run: []}
+    for _ in range(args.pass_repeats):
+        for passes, times in seconds.items():
+            start = time.perf_counter()
+            passes()
+            times.append(time.perf_counter() - start)
+    return {
+        "seconds": float(np.median(seconds[run])),
+        "forward_seconds": float(np.median(seconds[run_forward])),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def print_pass_table(args) -> None:
     print(
         f"\nEvaluation pass: {args.pass_examples} examples, batch {args.pass_batch}, "
-        f"MLP {args.features}-{args.hidden}-L (seconds, peak resident MB; ratio to the forward pass)"
+        f"MLP {args.features}-{args.hidden}-L (seconds, ratio to the forward pass timed alternately with it; "
+        "peak resident MB, ratio to the forward process's)"
     )
-    print(f"{'labels':>7} " + " ".join(f"{v:>24}" for v in PASS_VARIANTS))
+    variants = args.pass_variants.split(",")
+    print(f"{'labels':>7} " + " ".join(f"{v:>24}" for v in variants))
     for num_labels in (int(n) for n in args.pass_labels.split(",")):
         results = {}
-        for variant in PASS_VARIANTS:
+        for variant in variants:
             command = [sys.executable, __file__, f"--child={variant}", f"--child_labels={num_labels}"]
-            command += [f"--{k}={getattr(args, k)}" for k in ("features", "hidden", "pass_examples", "pass_batch")]
+            names = ("features", "hidden", "pass_examples", "pass_batch", "pass_repeats")
+            command += [f"--{k}={getattr(args, k)}" for k in names]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
         base = results["forward"]
         cells = [
-            f"{r['seconds']:6.1f}s x{r['seconds'] / base['seconds']:4.1f} "
+            f"{r['seconds']:6.1f}s x{r['seconds'] / r['forward_seconds']:4.1f} "
             f"{r['peak_mb']:6.0f}MB x{r['peak_mb'] / base['peak_mb']:3.1f}"
             for r in results.values()
         ]
@@ -205,6 +229,8 @@ def main():
     parser.add_argument("--pass_labels", default="1000,10000,100000")
     parser.add_argument("--pass_examples", type=int, default=2000)
     parser.add_argument("--pass_batch", type=int, default=256)
+    parser.add_argument("--pass_repeats", type=int, default=3, help="passes measured after the warm-up; the median")
+    parser.add_argument("--pass_variants", default=",".join(PASS_VARIANTS), help="forward first: the ratios are to it")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--child_labels", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

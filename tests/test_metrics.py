@@ -93,6 +93,75 @@ def test_exact_ap_and_auc_equal_sklearn_on_saturated_logits_with_ties():
     assert summary["subset_accuracy"] == pytest.approx(sk.accuracy_score(labels, predicted))
 
 
+def many_labels_problem(seed=7, num_examples=300, num_labels=400):
+    """Zipf label frequencies, so most labels have no positive, 10% unknown entries, logits with
+    ties, saturated and signed-zero scores; l10 is all unknown, l11 has unknowns and negatives only,
+    l12 positives only, l13 one positive tied with negatives, l14 NaN scores (a diverged model)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random((num_examples, num_labels)) < np.minimum(0.4, 0.3 / np.arange(1, num_labels + 1))
+    logits = (2.0 * truth + rng.normal(scale=3.0, size=truth.shape)).astype(np.float32)
+    logits[:, ::2] = np.round(logits[:, ::2])  # Ties.
+    logits[rng.random(truth.shape) < 0.05] = 40.0
+    logits[rng.random(truth.shape) < 0.02] = -0.0
+    labels = np.where(rng.random(truth.shape) < 0.1, -1, truth).astype(np.int8)
+    labels[:, 10] = -1
+    labels[:, 11] = np.where(truth[:, 11], -1, 0)
+    labels[:, 12] = np.where(labels[:, 12] == 0, -1, 1)
+    labels[:, 13], logits[:, 13] = 0, 1.0
+    labels[0, 13] = 1
+    logits[:9, 14] = np.nan
+    return labels, logits
+
+
+def test_only_labels_with_positives_are_grouped_and_their_figures_equal_those_of_every_group_to_the_bit(monkeypatch):
+    """The shortcuts of the exact curves: labels without positives are not grouped (NaN, threshold
+    0.5, met), and AP/ROC-AUC come from `curve_groups` (only the scores with positives, runs of
+    negatives merged). Checked against the full groups of every label, chunk by chunk of 7
+    labels, and scikit-learn."""
+    monkeypatch.setattr(metrics.exact, "SORT_CHUNK_ENTRIES", 300 * 7)
+    labels, logits = many_labels_problem()
+    source = metrics.ExactScores(logits, labels)
+    positives = (labels > 0).sum(axis=0)
+    assert (positives == 0).mean() > 0.5 and positives[10] == positives[11] == 0 and positives[14] > 0
+    figures = curves.all_curve_figures(source)
+    every = curves.curve_figures(source.groups(np.arange(labels.shape[1])))  # Every label, every group.
+    for name in ("average_precision", "roc_auc"):
+        np.testing.assert_array_equal(figures[name], every[name], err_msg=name)
+        assert np.isnan(figures[name][positives == 0]).all()
+    assert np.isnan(figures["roc_auc"][12]) and not np.isnan(figures["average_precision"][12])
+    for j in np.flatnonzero(positives > 0):
+        known = labels[:, j] >= 0
+        y, x = labels[known, j], logits[known, j]
+        if np.isnan(x).any():  # l14: scikit-learn refuses NaN.
+            continue
+        assert figures["average_precision"][j] == pytest.approx(sk.average_precision_score(y, x), abs=1e-12)
+        if y.min() == 0:
+            assert figures["roc_auc"][j] == pytest.approx(sk.roc_auc_score(y, x), abs=1e-12)
+    for objective in (curves.F1, ("precision_at_recall", 0.8), ("recall_at_precision", 0.9)):
+        thresholds, met = metrics.tune(source, objective, min_positives=1)
+        expected, expected_met = curves.best_thresholds(
+            source.groups(np.arange(labels.shape[1]), by_probability=True), 0.5, objective
+        )
+        np.testing.assert_array_equal(thresholds, expected.astype(np.float32))
+        np.testing.assert_array_equal(met, expected_met)
+        assert (thresholds[positives == 0] == 0.5).all() and met[positives == 0].all()
+
+
+def test_rare_labels_share_the_threshold_of_their_pooled_known_scores():
+    """Labels with 1-9 positives get the best threshold of their scores side by side, where the
+    unknown entries count nowhere (not as negatives)."""
+    labels, logits = many_labels_problem()
+    positives = (labels > 0).sum(axis=0)
+    rare = np.flatnonzero((positives > 0) & (positives < curves.MIN_POSITIVES_FOR_OWN_THRESHOLD))
+    known = labels[:, rare] >= 0
+    logits[:, rare] = np.where(known, logits[:, rare], 40.0)  # Counted as negatives, they would move it.
+    pooled = metrics.ExactScores(logits[:, rare][known][:, None], labels[:, rare][known][:, None])
+    expected = curves.best_thresholds(pooled.groups([0], by_probability=True))[0][0]
+    thresholds = metrics.tune(metrics.ExactScores(logits, labels))[0]
+    assert len(rare) > 10 and (~known).sum() > 100
+    np.testing.assert_array_equal(thresholds[rare], np.float32(expected))
+
+
 def test_paper_figures_equal_sklearn():
     """CP/CR/CF1 (per-class, over labels with positives) and OP/OR/OF1 (overall) as papers report them."""
     labels, logits = saturated_problem(2, 2000)
@@ -224,8 +293,18 @@ def reference_at_k(labels, logits, inv_propensity, k):
     }
 
 
-@pytest.mark.parametrize("static_shapes", [False, True])
-def test_ranking_block_equals_sklearn_and_the_numpy_reference(static_shapes):
+@pytest.mark.parametrize(
+    "static_shapes,search_max_positives,search_block",
+    [(False, ranking.SEARCH_MAX_POSITIVES, ranking.SEARCH_BLOCK), (False, ranking.SEARCH_MAX_POSITIVES, 4)]
+    + [(False, 0, ranking.SEARCH_BLOCK), (True, ranking.SEARCH_MAX_POSITIVES, ranking.SEARCH_BLOCK)],
+)
+def test_ranking_block_equals_sklearn_and_the_numpy_reference(
+    static_shapes, search_max_positives, search_block, monkeypatch
+):
+    """Every path: buckets between the positive scores (searched in one block, or 3 of 4), a search
+    in the sorted scores (beyond SEARCH_MAX_POSITIVES positives), a sort per example (static shapes)."""
+    monkeypatch.setattr(ranking, "SEARCH_MAX_POSITIVES", search_max_positives)
+    monkeypatch.setattr(ranking, "SEARCH_BLOCK", search_block)
     rng = np.random.default_rng(5)
     labels = rng.random((700, 12)) < np.linspace(0.02, 0.5, 12)
     labels[:20] = False  # No positives.
@@ -251,6 +330,24 @@ def test_ranking_block_equals_sklearn_and_the_numpy_reference(static_shapes):
         for name, value in reference_at_k(labels, distinct, inv_propensity, k).items():
             assert block[name] == pytest.approx(value, rel=1e-5), name
     assert ranking.figures(totals, float(totals["num_examples"]), propensity_scored=False)["psprecision@1"] is None
+
+
+def test_ranking_at_the_positives_equals_the_sort_per_example_with_fewer_positives_than_k():
+    """Examples with at most 1 or 2 positives (K = 1 or 2, fewer than the 5 of @5: the best
+    propensity-weighted positives are padded): the same sums as the static-shape sort."""
+    rng = np.random.default_rng(9)
+    num_labels = 30
+    inv_propensity = propensity.inverse_propensities(rng.integers(0, 100, size=num_labels), 1000)
+    for most in (1, 2):
+        labels = np.zeros((32, num_labels), np.float32)
+        for row, count in enumerate(rng.integers(0, most + 1, size=32)):
+            labels[row, rng.choice(num_labels, count, replace=False)] = 1
+        labels[:8] = np.where(rng.random((8, num_labels)) < 0.2, -1, labels[:8])  # Some unknown.
+        logits = np.round(rng.normal(size=labels.shape), 1).astype(np.float32)
+        args = (labels, logits, np.ones(32, np.float32), inv_propensity.astype(np.float32))
+        at_positives = ranking.batch_sums(*args, static_shapes=False)
+        for name, value in ranking.batch_sums(*args, static_shapes=True).items():
+            assert float(at_positives[name]) == pytest.approx(float(value), rel=1e-6), name
 
 
 def test_inverse_propensities_follow_jain_et_al():

@@ -74,10 +74,44 @@ class Evaluator:
     def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, object]:
         """One pass over `split`: (figures as in metrics/<split>-<step>.json, the curves source:
         metrics.ExactScores, or metrics.Histograms beyond --exact_metrics_budget)."""
+        summary, source, _ = self._evaluate(split_name, split, thresholds, step)
+        return summary, source
+
+    def tune(self, split: data.Split, step: int, objective: str = "f1") -> Tuple[Dict, Dict, object, np.ndarray]:
+        """Tunes one threshold per label on `split` (the eval split) for `objective`
+        (--threshold_objective). Returns (figures at the tuned thresholds, with the 0.5 ones under
+        "at_0.5" and the objective under "threshold_objective"; figures at 0.5; the curves source;
+        the thresholds)."""
+        at_half_thresholds = np.full(split.spec.num_labels, 0.5, np.float32)
+        at_half, source, figures = self._evaluate("eval", split, at_half_thresholds, step)
+        thresholds, met = metrics.tune(source, config.threshold_objective(objective))
+        # At the tuned thresholds only the counts change: a second pass counts them (the exact
+        # step with its scores dropped: no histograms, no second copy of the scores on the host),
+        # and AP, ROC-AUC and their bounds are the first pass's.
         started = time.time()
+        totals, _ = self._pass("eval", split, thresholds, num_bins=0, keep_scores=False)
+        tuned = self._summary("eval", split, step, totals, source, figures, thresholds, started)
+        tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
+        names = split.spec.label_names
+        tuned["threshold_objective"] = {"objective": objective, "not_met": [names[j] for j in np.flatnonzero(~met)]}
+        return tuned, at_half, source, thresholds
+
+    def _evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple:
+        """`evaluate`, plus the curve figures of the source (metrics.curves.all_curve_figures)."""
+        started = time.time()
+        num_bins = self._num_bins(split.num_examples, len(split.spec.label_names))
+        totals, source = self._pass(split_name, split, thresholds, num_bins)
+        figures = metrics.curves.all_curve_figures(source)
+        return self._summary(split_name, split, step, totals, source, figures, thresholds, started), source, figures
+
+    def _pass(
+        self, split_name: str, split: data.Split, thresholds: np.ndarray, num_bins: int, keep_scores: bool = True
+    ) -> Tuple[Dict[str, np.ndarray], object]:
+        """Runs the eval step over `split`: (the summed totals as float64, the curves source). The
+        exact step (`num_bins` 0) gathers the scores, kept as the source when `keep_scores` (else the
+        source is None: a pass for the counts only)."""
         num_labels, num_examples = len(split.spec.label_names), split.num_examples
-        num_bins = self._num_bins(num_examples, num_labels)
-        exact = num_bins == 0
+        exact = num_bins == 0 and keep_scores
         totals, eval_step, read_totals = self._steps_for(num_bins)
         for total in totals.values():
             total.assign(tf.zeros_like(total))
@@ -96,23 +130,32 @@ class Evaluator:
                 count = int(real.sum())
                 if rows + count > num_examples:
                     raise UserError(f"--{split_name}_data holds more examples than counted ({num_examples}); re-run.")
-                all_logits[rows : rows + count], all_labels[rows : rows + count] = logits[real], labels[real]
+                if count < len(real):  # Padding: boolean indexing copies (10x slower than a slice).
+                    logits, labels = logits[real], labels[real]
+                all_logits[rows : rows + count], all_labels[rows : rows + count] = logits, labels
                 rows += count
         totals = {name: value.numpy() for name, value in read_totals().items()}
+        source = None
         if exact:
             source = metrics.ExactScores(all_logits[:rows], all_labels[:rows])
-        else:
+        elif num_bins:
             source = metrics.Histograms(totals.pop("histograms"), num_labels, num_bins)
         totals = {name: np.asarray(value, np.float64) for name, value in totals.items()}
         if not totals["num_examples"]:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
+        return totals, source
+
+    def _summary(self, split_name, split, step, totals, source, figures, thresholds, started) -> Dict:
+        """The figures of one pass from its totals and the curve `figures` of `source`; logs the pass."""
         summary = {
             "step": step,
             "split": split_name,
             "checkpoint": self.checkpoint,
             "loss": metrics.counts.mean_loss(totals),
         }
-        summary.update(metrics.summarize(totals, source, split.spec.label_names, thresholds, propensity_scored))
+        propensity_scored = self.inverse_propensity is not None
+        names = split.spec.label_names
+        summary.update(metrics.summarize(totals, source, names, thresholds, propensity_scored, figures))
         seconds = time.time() - started
         logging.info(
             "[%s] step %d: %d examples in %.1fs (%.0f examples/s)",
@@ -122,21 +165,7 @@ class Evaluator:
             seconds,
             summary["num_examples"] / max(seconds, 1e-9),
         )
-        return summary, source
-
-    def tune(self, split: data.Split, step: int, objective: str = "f1") -> Tuple[Dict, Dict, object, np.ndarray]:
-        """Tunes one threshold per label on `split` (the eval split) for `objective`
-        (--threshold_objective). Returns (figures at the tuned thresholds, with the 0.5 ones under
-        "at_0.5" and the objective under "threshold_objective"; figures at 0.5; the curves source;
-        the thresholds)."""
-        at_half, source = self.evaluate("eval", split, np.full(split.spec.num_labels, 0.5, np.float32), step)
-        thresholds, met = metrics.tune(source, config.threshold_objective(objective))
-        del source  # The tuned pass gathers the same scores again: hold one copy at a time.
-        tuned, tuned_source = self.evaluate("eval", split, thresholds, step)
-        tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
-        names = split.spec.label_names
-        tuned["threshold_objective"] = {"objective": objective, "not_met": [names[j] for j in np.flatnonzero(~met)]}
-        return tuned, at_half, tuned_source, thresholds
+        return summary
 
     def logits(self, split: data.Split) -> Iterator[np.ndarray]:
         """The float32 logits of `split`'s examples, batch by batch, in input order (padding dropped).

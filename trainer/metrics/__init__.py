@@ -4,19 +4,21 @@
 - `ranking`: the example-wise "ranking" block (precision@k, nDCG@k, their propensity-scored forms,
   scikit-learn's LRAP, coverage error and ranking loss); `propensity`: the label weights.
 - `curves`: per-label AP, ROC-AUC, F1-optimal thresholds and PR curves from exact scores
-  (`ExactScores`), or from `histogram.Histograms` beyond --exact_metrics_budget, with error bounds.
+  (`exact.ExactScores`), or from `histogram.Histograms` beyond --exact_metrics_budget, with error
+  bounds.
 
 On the devices, `add_batch` and `add_ranking` only add to sums, so replicas, workers and batches add exactly;
 `summarize` turns the sums and a curves source into the figures of metrics/<split>-<step>.json.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from trainer.metrics import counts, curves, histogram, propensity, ranking
-from trainer.metrics.curves import ExactScores, pr_curve_counts, precision_recall, tune, tune_thresholds
+from trainer.metrics import counts, curves, exact, histogram, propensity, ranking
+from trainer.metrics.curves import pr_curve_counts, precision_recall, tune, tune_thresholds
+from trainer.metrics.exact import ExactScores
 from trainer.metrics.histogram import Histograms
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "add_ranking",
     "counts",
     "curves",
+    "exact",
     "histogram",
     "pr_curve_counts",
     "precision_recall",
@@ -69,17 +72,25 @@ def _optional(value) -> object:
 
 
 def summarize(
-    totals: Dict[str, np.ndarray], source, label_names: List[str], thresholds: np.ndarray, propensity_scored: bool
+    totals: Dict[str, np.ndarray],
+    source,
+    label_names: List[str],
+    thresholds: np.ndarray,
+    propensity_scored: bool,
+    figures: Optional[Dict[str, np.ndarray]] = None,
 ) -> Dict:
     """Figures for one split, in the shape of `metrics/<split>-<step>.json`, from the summed
-    `totals` and a curves `source` (ExactScores or Histograms).
+    `totals` and a curves `source` (ExactScores or Histograms). `figures`: the source's
+    `curves.all_curve_figures`, when the caller has them already (they do not depend on the
+    thresholds); else computed here.
 
     Labels without positives in the split are listed under `labels_without_positives` and left
     out of every macro average (their recall, F1, AP and AUC are undefined, not zero).
     """
     summary = counts.figures(totals)
     rows = counts.per_label(totals)
-    figures = curves.all_curve_figures(source)
+    if figures is None:
+        figures = curves.all_curve_figures(source)
     present = rows["support"] > 0
     for name in ("average_precision", "roc_auc"):
         summary["macro"][name] = counts.nan_mean(np.where(present, figures[name], np.nan))

@@ -1,9 +1,10 @@
 """Per-label ranking curves on the host: average precision, ROC-AUC, their error bounds, F1-optimal
 thresholds and PR curves, from a label's scores grouped from the highest down.
 
-Two sources give the groups (both have `num_labels`, `exact` and `groups(indices)`):
-- `ExactScores`: every example's logit and label (gathered from the devices when the split fits
-  --exact_metrics_budget). A group is one distinct score, so ties are grouped exactly as
+Two sources give the groups (both have `num_labels`, `exact`, `positives_per_label()`,
+`groups(indices)` and `curve_groups(indices)`):
+- `exact.ExactScores`: every example's logit and label (gathered from the devices when the split
+  fits --exact_metrics_budget). A group is one distinct score, so ties are grouped exactly as
   scikit-learn groups them and AP / ROC-AUC equal `average_precision_score` / `roc_auc_score`.
 - `histogram.Histograms`: counts of positives and negatives per score bin (beyond the budget).
   A group is one bin: scores inside a bin count as tied, and `bounds` gives, per label, how far
@@ -13,7 +14,9 @@ For one label with P positives and N negatives, groups g = 1..G from the highest
 p_g / n_g positives / negatives in group g, TP_g / FP_g those in groups 1..g:
   AP      = sum_g (p_g / P) * TP_g / (TP_g + FP_g)
   ROC-AUC = sum_g p_g * (N - FP_g + n_g / 2) / (P * N)     (a tied positive-negative pair counts 1/2)
-Labels are processed in chunks, so the host never holds more than one chunk's sorted copy.
+Both are undefined for a label without positives, whose threshold stays the default: such labels
+(most of them, at 100,000 labels and a few thousand examples) are never grouped. Labels are
+processed in chunks, so the host never holds more than one chunk's sorted copy.
 """
 
 import dataclasses
@@ -22,8 +25,6 @@ from typing import Dict, Iterator, Sequence, Tuple
 import numpy as np
 
 from trainer.metrics.counts import divide
-
-SORT_CHUNK_ENTRIES = 1 << 22  # Examples x labels sorted at once (about 100 MB of work arrays).
 
 
 @dataclasses.dataclass
@@ -53,60 +54,7 @@ class Groups:
         return np.bincount(self.segment, weights=values, minlength=len(self.offsets) - 1)
 
 
-class ExactScores:
-    """Every example's logits [N, L] (float32) and labels [N, L] (bool, or 1/0/-1 where -1 is
-    unknown: such an entry is left out of its label's groups)."""
-
-    exact = True
-
-    def __init__(self, logits: np.ndarray, labels: np.ndarray):
-        self.logits = np.asarray(logits, np.float32)
-        labels = np.asarray(labels)
-        self.labels, self.known = labels > 0, labels >= 0
-        self.num_labels = self.logits.shape[1]
-
-    def chunk_size(self) -> int:
-        return max(1, SORT_CHUNK_ENTRIES // max(len(self.logits), 1))
-
-    def positives_per_label(self) -> np.ndarray:
-        return self.labels.sum(axis=0)
-
-    def pooled(self, indices: Sequence[int]):
-        """The labels `indices` as one label (their scores side by side); None when that is more than
-        a sort chunk (those labels then keep thresholds of their own)."""
-        if len(self.logits) * len(indices) > SORT_CHUNK_ENTRIES:
-            return None
-        return ExactScores(self.logits[:, indices].reshape(-1, 1), self.labels[:, indices].reshape(-1, 1))
-
-    def groups(self, indices: Sequence[int], by_probability: bool = False) -> Groups:
-        """The groups of distinct scores of the labels `indices`: distinct logits, or with
-        `by_probability` distinct float32 probabilities (what a threshold can tell apart)."""
-        logits = self.logits[:, indices].T  # [C, N]
-        if by_probability:
-            logits = sigmoid(logits).astype(np.float32)
-        labels = self.labels[:, indices].T
-        order = np.argsort(-logits, axis=1, kind="stable")
-        # Label-major, each label's known entries only (all of them without unknown labels).
-        kept = np.take_along_axis(self.known[:, indices].T, order, axis=1)
-        scores = np.take_along_axis(logits, order, axis=1)[kept]
-        is_positive = np.take_along_axis(labels, order, axis=1)[kept]
-        label_of = np.repeat(np.arange(len(logits)), kept.sum(axis=1))
-        starts = np.ones_like(scores, bool)
-        starts[1:] = (scores[1:] != scores[:-1]) | (label_of[1:] != label_of[:-1])
-        group_ids = np.cumsum(starts) - 1
-        num_groups = int(group_ids[-1]) + 1 if group_ids.size else 0
-        positives = np.bincount(group_ids, weights=is_positive, minlength=num_groups)
-        negatives = np.bincount(group_ids, minlength=num_groups) - positives
-        groups_per_label = np.bincount(label_of[starts], minlength=len(logits))
-        offsets = np.concatenate([[0], np.cumsum(groups_per_label)]).astype(np.int64)
-        group_scores = scores[starts]
-        lower = np.append(group_scores[1:], -np.inf).astype(np.float32)
-        lower[offsets[1:] - 1] = -np.inf
-        cuts = _between(group_scores, lower) if by_probability else sigmoid(_between(group_scores, lower))
-        return Groups(offsets, group_scores.astype(np.float64), np.asarray(cuts, np.float64), positives, negatives)
-
-
-def _between(scores: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def between(scores: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """A float32 strictly above `lower` and at most `scores` (half-way where it can be), so a float
     rounding of either score cannot cross it; -inf where there is no lower score (0 as a probability)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -115,11 +63,16 @@ def _between(scores: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(lower), middle, -np.inf)
 
 
-def label_chunks(source) -> Iterator[np.ndarray]:
-    """Label indices in chunks the source can group at once."""
+def label_chunks(source, labels: np.ndarray) -> Iterator[np.ndarray]:
+    """The label indices `labels` in chunks the source can group at once."""
     size = source.chunk_size()
-    for start in range(0, source.num_labels, size):
-        yield np.arange(start, min(start + size, source.num_labels))
+    for start in range(0, len(labels), size):
+        yield labels[start : start + size]
+
+
+def labels_with_positives(source) -> np.ndarray:
+    """The indices of the labels with a positive (the only ones with curves to compute)."""
+    return np.flatnonzero(source.positives_per_label() > 0)
 
 
 def curve_figures(groups: Groups) -> Dict[str, np.ndarray]:
@@ -219,8 +172,9 @@ def tune(
     scores: a threshold fitted to a handful of positives does not carry over to new data (tuned on
     a small held-out part of a many-label set it drops near 0 and floods the predictions with
     false positives). `min_positives` 1 gives every label its own."""
+    # Labels without positives keep `default` and count as met, as best_thresholds leaves them.
     thresholds, met = np.full(source.num_labels, default), np.ones(source.num_labels, bool)
-    for indices in label_chunks(source):
+    for indices in label_chunks(source, labels_with_positives(source)):
         groups = source.groups(indices, by_probability=True)
         thresholds[indices], met[indices] = best_thresholds(groups, default, objective)
     positives = source.positives_per_label()
@@ -238,11 +192,12 @@ def tune_thresholds(source, default: float = 0.5, min_positives: int = MIN_POSIT
 
 
 def all_curve_figures(source) -> Dict[str, np.ndarray]:
-    """`curve_figures` for every label of `source`, each [L]."""
-    result = {}
-    for indices in label_chunks(source):
-        for name, values in curve_figures(source.groups(indices)).items():
-            result.setdefault(name, np.full(source.num_labels, np.nan))[indices] = values
+    """`curve_figures` for every label of `source`, each [L] (NaN for the labels without positives)."""
+    names = ("average_precision", "roc_auc", "average_precision_bound", "roc_auc_bound")
+    result = {name: np.full(source.num_labels, np.nan) for name in names}
+    for indices in label_chunks(source, labels_with_positives(source)):
+        for name, values in curve_figures(source.curve_groups(indices)).items():
+            result[name][indices] = values
     if source.exact:  # Groups are true ties, grouped as scikit-learn groups them: no error.
         for name in ("average_precision_bound", "roc_auc_bound"):
             result[name] = np.where(np.isnan(result[name]), np.nan, 0.0)
