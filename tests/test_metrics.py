@@ -406,3 +406,16 @@ def test_prediction_rows_hold_exact_float32_and_the_top_k():
     top = json.loads(json.dumps(prediction_rows(logits, names, thresholds, top_k=3)[0]))
     # a and b both have probability 1.0 in float32: their logits order them.
     assert [name for name, _ in top["top_k"]] == ["b", "a", "d"] and set(top) == {"labels", "top_k"}
+
+
+def test_the_top_k_ids_equal_a_stable_sort_of_every_label():
+    """With ties at the k-th value, NaN logits and rows with fewer numbers than k."""
+    from trainer.reporting.files import top_k_ids
+
+    rng = np.random.default_rng(5)
+    logits = rng.integers(-3, 4, size=(50, 40)).astype(np.float32)  # Many ties.
+    logits[::7, ::3] = np.nan
+    logits[3, 2:] = np.nan  # Two numbers, then NaN.
+    for k in (1, 3, 8, 40, 50):
+        expected = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(np.stack(top_k_ids(logits, k)), expected, err_msg=f"k={k}")

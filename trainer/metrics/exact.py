@@ -30,6 +30,12 @@ def descending_keys(scores: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(scores), NAN_KEY, ~ascending)
 
 
+def scores_of(keys: np.ndarray) -> np.ndarray:
+    """The float32 scores of `descending_keys` (0.0 for -0.0, a NaN for NAN_KEY)."""
+    ascending = ~np.asarray(keys, np.uint32)
+    return np.where(ascending >> 31 == 1, ascending & np.uint32(0x7FFFFFFF), ~ascending).view(np.float32)
+
+
 class ExactScores:
     """Every example's logits [N, L] (float32) and labels [N, L] (bool, or 1/0/-1 where -1 is
     unknown: such an entry is left out of its label's groups)."""
@@ -68,23 +74,24 @@ class ExactScores:
         if by_probability:
             logits = sigmoid(logits).astype(np.float32)
         labels = self.labels[:, indices].T
-        order = np.argsort(-logits, axis=1, kind="stable")
-        # Label-major, each label's known entries only (all of them without unknown labels).
-        kept = np.take_along_axis(labels >= 0, order, axis=1)
-        scores = np.take_along_axis(logits, order, axis=1)[kept]
-        is_positive = np.take_along_axis(labels > 0, order, axis=1)[kept]
-        label_of = np.repeat(np.arange(len(logits)), kept.sum(axis=1))
-        # A group starts at each new score and label; NaNs (last) are one group, as in curve_groups.
-        same = (scores[1:] == scores[:-1]) | (np.isnan(scores[1:]) & np.isnan(scores[:-1]))
-        starts = np.ones_like(scores, bool)
-        starts[1:] = ~same | (label_of[1:] != label_of[:-1])
+        # One integer sort of (score key, positive) per label: the highest score first, unknown
+        # entries last (dropped). Faster than a float argsort and three gathers by it.
+        keys = (descending_keys(logits).astype(np.uint64) << np.uint64(1)) | (labels > 0)
+        keys[labels < 0] = np.uint64(UNKNOWN_KEY) << np.uint64(1)
+        keys.sort(axis=1)
+        known_per_label = np.count_nonzero(labels >= 0, axis=1)
+        keys = keys[np.arange(keys.shape[1]) < known_per_label[:, None]]  # Label-major, known only.
+        score_keys, is_positive = keys >> np.uint64(1), keys & np.uint64(1)
+        label_of = np.repeat(np.arange(len(logits)), known_per_label)
+        starts = np.ones(len(keys), bool)
+        starts[1:] = (score_keys[1:] != score_keys[:-1]) | (label_of[1:] != label_of[:-1])
         group_ids = np.cumsum(starts) - 1
         num_groups = int(group_ids[-1]) + 1 if group_ids.size else 0
         positives = np.bincount(group_ids, weights=is_positive, minlength=num_groups)
         negatives = np.bincount(group_ids, minlength=num_groups) - positives
         groups_per_label = np.bincount(label_of[starts], minlength=len(logits))
         offsets = np.concatenate([[0], np.cumsum(groups_per_label)]).astype(np.int64)
-        group_scores = scores[starts]
+        group_scores = scores_of(score_keys[starts].astype(np.uint32))
         lower = np.append(group_scores[1:], -np.inf).astype(np.float32)
         lower[offsets[1:] - 1] = -np.inf
         cuts = between(group_scores, lower) if by_probability else sigmoid(between(group_scores, lower))

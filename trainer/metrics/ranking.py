@@ -134,10 +134,13 @@ def _buckets(ascending, scores):
 
 
 def _padded(k, num_labels: int):
-    """`k` rounded up to a power of two (at most `num_labels`): the compiled search meets few shapes."""
-    padded = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(k, tf.float64)) / np.log(2.0)), tf.int32)
-    padded = tf.where(padded < k, 2 * padded, padded)  # In case the log rounds down.
-    return tf.minimum(padded, num_labels)
+    """`k` rounded up to a power of two up to SEARCH_BLOCK, to a multiple of it beyond (at most
+    `num_labels`), so the compiled search meets few shapes: blocks of 1, 2, 4, ... SEARCH_BLOCK.
+    Not to a power of two beyond: b_j compares B x K x K pairs."""
+    power = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(k, tf.float64)) / np.log(2.0)), tf.int32)
+    power = tf.where(power < k, 2 * power, power)  # In case the log rounds down.
+    blocks = (k + SEARCH_BLOCK - 1) // SEARCH_BLOCK * SEARCH_BLOCK
+    return tf.minimum(tf.where(k <= SEARCH_BLOCK, power, blocks), num_labels)
 
 
 def _positives(labels, k):
@@ -155,7 +158,7 @@ def _positives(labels, k):
 
 def _sklearn_sums_at_positives(labels, logits, mask, num_known, positions, is_positive) -> Dict[str, tf.Tensor]:
     """The same sums, working only at each example's positives `positions` / `is_positive` [B, K]
-    (`_positives`; K, the most positives an example of the batch has, padded to a power of two).
+    (`_positives`; K, the most positives an example of the batch has, padded by `_padded`).
     Dynamic shapes: CPU/GPU, not XLA, but for the search inside, compiled once per shape.
 
     a_j counts the scores in each bucket between two positive scores (each score counted against

@@ -50,6 +50,23 @@ def read_thresholds(directory: str, label_names: List[str]) -> np.ndarray:
     return np.array([saved.get(name, 0.5) for name in label_names], np.float32)
 
 
+def top_k_ids(logits: np.ndarray, k: int) -> List[np.ndarray]:
+    """Per row of `logits` [B, L], the ids of its k highest logits, best first, ties: lower id first
+    (as a stable sort of every label would give, NaN last). A partition finds each row's k-th value
+    first and only the candidates at or above it are sorted: at 100,000 labels a full sort of a
+    batch took seconds."""
+    k = min(k, logits.shape[1])
+    kth = -np.partition(-logits, k - 1, axis=1)[:, k - 1]
+    rows = []
+    for row, cut in zip(logits, kth):
+        if np.isnan(cut):  # Fewer than k numbers in the row: the NaNs fill the end, as in a full sort.
+            rows.append(np.argsort(-row, kind="stable")[:k])
+            continue
+        candidates = np.flatnonzero(row >= cut)  # In id order, so the stable sort keeps lower ids first.
+        rows.append(candidates[np.argsort(-row[candidates], kind="stable")][:k])
+    return rows
+
+
 def prediction_rows(logits: np.ndarray, names: np.ndarray, thresholds: np.ndarray, top_k: int = 0) -> List[Dict]:
     """predictions.jsonl rows for a batch of float32 logits [B, L]: labels at `thresholds`, then the
     dense probabilities and logits, or (top_k > 0) the top_k [name, probability] pairs, best first
@@ -59,7 +76,7 @@ def prediction_rows(logits: np.ndarray, names: np.ndarray, thresholds: np.ndarra
     rows = []
     if top_k:
         # By logit: probabilities of saturated scores tie at 1.0 in float32, their logits do not.
-        best = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
+        best = top_k_ids(logits, top_k)
         for row, top in zip(probabilities, best):
             rows.append(
                 {
