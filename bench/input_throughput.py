@@ -1,6 +1,6 @@
 """Input throughput of each source against what `text_bow` training consumes.
 
-    .venv/bin/python bench/input_throughput.py [--batches=80] [--examples=43410]
+    .venv/bin/python bench/input_throughput.py [--batches=150] [--examples=43410]
 
 Writes one GoEmotions-sized text dataset (../shared/data/goemotions/train.tsv if present, else a
 generated one of the same size) as TSV, CSV and 8 TFRecord shards (trainer.prepare), then for
@@ -9,11 +9,13 @@ training stream (data.train_batches: shuffle, batch, this worker's rows), stream
 (--in_memory_budget_mb=0, what data larger than the budget gets)
 (every epoch) and with --cache_train_data (from the second epoch on). The consumption rate
 is the compiled text_bow train loop fed from memory. A ratio above 1 means the input keeps up.
-Short by design: other jobs share the CPU.
+Each rate is the median of three windows, so that a moment of load from another job does not
+decide it.
 """
 
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +30,7 @@ from trainer import data, losses, models, optimization, prepare, steps  # noqa: 
 from trainer.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from trainer.distribute import Topology  # noqa: E402
 
-flags.DEFINE_integer("batches", 80, "Global batches timed per source (after 10 to warm up).")
+flags.DEFINE_integer("batches", 150, "Global batches per timed window (3 windows per source, after 60 to warm up).")
 flags.DEFINE_integer("examples", 43_410, "Examples to generate when the GoEmotions files are absent.")
 flags.DEFINE_integer("global_batch_size", 256, "As in the trainer.")
 FLAGS = flags.FLAGS
@@ -62,14 +64,19 @@ def _write_csv(tsv: str, path: str) -> None:
             out.write('"' + text.replace('"', '""') + '","' + labels + '"\n')
 
 
-def _rate(dataset: tf.data.Dataset, batches: int, warm_up: int = 10) -> float:
+def _rate(dataset: tf.data.Dataset, batches: int, warm_up: int = 60) -> float:
+    """Median examples/s of 3 windows of `batches` global batches, after `warm_up` batches (tf.data's
+    autotuning and the shuffle buffer settle in the first ones)."""
     iterator = iter(dataset)
     for _ in range(warm_up):
         next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * FLAGS.global_batch_size / (time.perf_counter() - start)
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        rates.append(batches * FLAGS.global_batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def _consumption(split: data.Split, topology: Topology) -> float:
@@ -84,9 +91,12 @@ def _consumption(split: data.Split, topology: Topology) -> float:
     batch = next(iter(data.train_batches(split, ["tokens"], topology, 1000, 0, False)))
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
     loop(iterator, tf.constant(10))
-    start = time.perf_counter()
-    loop(iterator, tf.constant(FLAGS.batches * 2))
-    return FLAGS.batches * 2 * FLAGS.global_batch_size / (time.perf_counter() - start)
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loop(iterator, tf.constant(FLAGS.batches))
+        rates.append(FLAGS.batches * FLAGS.global_batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def main(argv):
@@ -110,7 +120,7 @@ def main(argv):
             rate = _rate(stream, FLAGS.batches)
             cached = data.train_batches(split, ["tokens"], topology, config.shuffle_buffer, 0, False, cache=True)
             first_epoch = split.num_examples // FLAGS.global_batch_size + 1  # Fills the cache.
-            cached_rate = _rate(cached, FLAGS.batches, warm_up=first_epoch)
+            cached_rate = _rate(cached, FLAGS.batches, warm_up=first_epoch + 10)
             results.append((name, split.num_examples, setup, rate, cached_rate))
             consumption = consumption or _consumption(split, topology)
     print(f"\ntext_bow training consumes {consumption:,.0f} examples/s (global batch {FLAGS.global_batch_size}).")

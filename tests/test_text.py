@@ -26,6 +26,8 @@ def test_terms_lowercase_split_on_non_word_characters_then_bigrams():
         ["hello", "world", "it", "s", "café_au", "lait", "42"]
     ]
     assert _terms(["a b c", "", "solo"]) == [["a", "b", "c", "a b", "b c"], [], ["solo"]]
+    # ASCII whitespace (left to the split) and Unicode spaces (replaced) separate words alike.
+    assert _terms(["a\tb\nc\vd\fe\rf g\u00a0h\u2003i"], bigrams=False) == [list("abcdefghi")]
 
 
 def test_vocabulary_is_most_frequent_first_ties_alphabetical_and_capped():
@@ -50,6 +52,34 @@ def test_tokenizer_pads_truncates_and_marks_unknown_and_empty_texts():
             [1, 0, 0, 0],
         ],
     )
+
+
+def _ids_of_terms(vocabulary, strings, sequence_length, bigrams):
+    """The definition the tokenizer implements: each of `terms` looked up by its string."""
+    index = {term: i for i, term in enumerate(vocabulary) if i >= 2}
+    rows = [[index.get(t, text.OOV_ID) for t in row][:sequence_length] for row in _terms(strings, bigrams)]
+    return np.array([(row or [text.OOV_ID]) + [text.PAD_ID] * (sequence_length - len(row or [0])) for row in rows])
+
+
+def test_tokenizer_ids_are_the_vocabulary_ids_of_the_terms():
+    """Bigrams are looked up by their words' keys, not by string: the ids must be those of the terms,
+    also for a bigram whose words are not terms themselves and for every kind of whitespace."""
+    strings = [
+        "The cat sat on the mat, the cat!", "a\tb\nc\vd\fe\rf g\u00a0h\u2003i", "", "!!!",
+        "Café_au-lait 42 ÉCOLE", "x y x y", "ﬁne ß İstanbul", "mat sat", "on on on",
+    ]  # fmt: skip
+    built = text.build_vocabulary(_texts(strings), max_tokens=40, bigrams=True)
+    # A vocabulary that keeps the bigram "zz yy" but neither of its words (or a space-y term no text makes).
+    cut = (text.PAD, text.OOV, "the", "cat", "the cat", "zz yy", "cat sat", "on on", "a  b", "e f")
+    strings.append("zz yy cat sat zz")
+    for vocabulary in (built, cut):
+        for bigrams in (True, False):
+            for sequence_length in (3, 30):
+                tokenizer = text.Tokenizer(vocabulary, sequence_length, bigrams)
+                np.testing.assert_array_equal(
+                    tokenizer(tf.constant(strings)).numpy(), _ids_of_terms(vocabulary, strings, sequence_length, bigrams)
+                )
+    assert text.Tokenizer(cut, 4, True)(tf.constant(["zz yy"])).numpy().tolist() == [[1, 1, 5, 0]]
 
 
 def test_vocabulary_file_round_trips_and_rejects_foreign_files(tmp_path):

