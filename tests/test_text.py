@@ -75,10 +75,8 @@ def test_tokenizer_ids_are_the_vocabulary_ids_of_the_terms():
     for vocabulary in (built, cut):
         for bigrams in (True, False):
             for sequence_length in (3, 30):
-                tokenizer = text.Tokenizer(vocabulary, sequence_length, bigrams)
-                np.testing.assert_array_equal(
-                    tokenizer(tf.constant(strings)).numpy(), _ids_of_terms(vocabulary, strings, sequence_length, bigrams)
-                )
+                ids = text.Tokenizer(vocabulary, sequence_length, bigrams)(tf.constant(strings)).numpy()
+                np.testing.assert_array_equal(ids, _ids_of_terms(vocabulary, strings, sequence_length, bigrams))
     assert text.Tokenizer(cut, 4, True)(tf.constant(["zz yy"])).numpy().tolist() == [[1, 1, 5, 0]]
 
 
