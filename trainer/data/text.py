@@ -95,9 +95,7 @@ class Tokenizer(tf.Module):
         found = words(texts)
         keys = found.with_flat_values(self.word_keys.lookup(found.flat_values))  # -1: not a key.
         known = keys.flat_values >= 0
-        ids = keys.with_flat_values(
-            tf.where(known, tf.gather(self.word_ids, tf.maximum(keys.flat_values, 0)), OOV_ID)
-        )
+        ids = keys.with_flat_values(tf.where(known, tf.gather(self.word_ids, tf.maximum(keys.flat_values, 0)), OOV_ID))
         if self.bigrams:
             first, second = keys[:, :-1].flat_values, keys[:, 1:].flat_values
             pair_ids = tf.where(
