@@ -78,6 +78,12 @@ def test_tokenizer_ids_are_the_vocabulary_ids_of_the_terms():
                 ids = text.Tokenizer(vocabulary, sequence_length, bigrams)(tf.constant(strings)).numpy()
                 np.testing.assert_array_equal(ids, _ids_of_terms(vocabulary, strings, sequence_length, bigrams))
     assert text.Tokenizer(cut, 4, True)(tf.constant(["zz yy"])).numpy().tolist() == [[1, 1, 5, 0]]
+    # A vocabulary without bigrams (--notext_bigrams) or without any term: nothing to look up.
+    words_only = text.build_vocabulary(_texts(strings), max_tokens=40, bigrams=False)
+    for vocabulary in (words_only, (text.PAD, text.OOV)):
+        for bigrams in (True, False):
+            ids = text.Tokenizer(vocabulary, 30, bigrams)(tf.constant(strings)).numpy()
+            np.testing.assert_array_equal(ids, _ids_of_terms(vocabulary, strings, 30, bigrams))
 
 
 def test_vocabulary_file_round_trips_and_rejects_foreign_files(tmp_path):

@@ -82,20 +82,20 @@ class Tokenizer(tf.Module):
         extra_words = sorted({word for _, words in pairs for word in words} - set(word_terms))
         keys = word_terms + extra_words
         self.num_keys = len(keys)
-        self.word_keys = _table(tf.constant(keys, tf.string), tf.range(len(keys), dtype=tf.int64), default=-1)
-        # Key -> token id (the words only bigrams use are out of the vocabulary).
-        self.word_ids = tf.constant([ids[word] for word in word_terms] + [OOV_ID] * len(extra_words), tf.int64)
+        self.word_keys = _Table(tf.constant(keys, tf.string), tf.range(len(keys), dtype=tf.int64), default=-1)
+        # Key -> token id: the words only bigrams use, and (last) any word that is no key, are OOV.
+        self.word_ids = tf.constant([ids[word] for word in word_terms] + [OOV_ID] * (len(extra_words) + 1), tf.int64)
         position = {word: key for key, word in enumerate(keys)}
         pair_keys = [position[first] * len(keys) + position[second] for _, (first, second) in pairs]
-        self.bigram_ids = _table(
+        self.bigram_ids = _Table(
             tf.constant(pair_keys, tf.int64), tf.constant([ids[term] for term, _ in pairs], tf.int64), default=OOV_ID
         )
 
     def __call__(self, texts: tf.Tensor) -> tf.Tensor:
         found = words(texts)
         keys = found.with_flat_values(self.word_keys.lookup(found.flat_values))  # -1: not a key.
-        known = keys.flat_values >= 0
-        ids = keys.with_flat_values(tf.where(known, tf.gather(self.word_ids, tf.maximum(keys.flat_values, 0)), OOV_ID))
+        known_keys = tf.where(keys.flat_values >= 0, keys.flat_values, self.num_keys)
+        ids = keys.with_flat_values(tf.gather(self.word_ids, known_keys))
         if self.bigrams:
             first, second = keys[:, :-1].flat_values, keys[:, 1:].flat_values
             pair_ids = tf.where(
@@ -109,8 +109,21 @@ class Tokenizer(tf.Module):
         return tf.cast(tf.concat([first_id[:, None], dense[:, 1:]], axis=1), tf.int32)
 
 
-def _table(keys: tf.Tensor, values: tf.Tensor, default: int) -> tf.lookup.StaticHashTable:
-    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=default)
+class _Table(tf.Module):
+    """A static hash table that may be empty (TensorFlow's refuses no keys): every lookup is then `default`."""
+
+    def __init__(self, keys: tf.Tensor, values: tf.Tensor, default: int):
+        super().__init__()
+        self.default = default
+        self.table = None
+        if keys.shape[0]:
+            initializer = tf.lookup.KeyValueTensorInitializer(keys, values)
+            self.table = tf.lookup.StaticHashTable(initializer, default_value=default)
+
+    def lookup(self, keys: tf.Tensor) -> tf.Tensor:
+        if self.table is None:
+            return tf.fill(tf.shape(keys), tf.constant(self.default, tf.int64))
+        return self.table.lookup(keys)
 
 
 def read_vocabulary(model_dir: str) -> Tuple[str, ...]:
