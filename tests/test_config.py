@@ -46,6 +46,11 @@ def test_resuming_with_a_different_model_names_the_setting():
     config_lib.check_resumable(saved, valid(train=TrainConfig(train_steps=99)))  # Longer training is fine.
     with pytest.raises(UserError, match="--hidden_units=.*differs from the checkpoint"):
         config_lib.check_resumable(saved, valid(model=ModelConfig(hidden_units=(8,))))
+    # Dropout decides whether the model has a Dropout layer, which shifts the layers after it.
+    with pytest.raises(UserError, match="--dropout=0.3 differs from the checkpoint"):
+        config_lib.check_resumable(saved, valid(model=ModelConfig(dropout=0.3)))
+    trained = config_lib.adopt_trained_settings(valid(), config_lib.to_json(valid(model=ModelConfig(dropout=0.3))))
+    assert trained.model.dropout == 0.3  # What eval, predict and export rebuild.
 
 
 @pytest.mark.parametrize(

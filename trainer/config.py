@@ -495,6 +495,7 @@ _CHECKPOINT_SHAPING = {
         "cnn_width",
         "freeze_embeddings",
         "preset",
+        "dropout",  # 0 or not decides whether a model has its Dropout layer, which shifts the layers after it.
     ),
     "train": ("optimizer", "mixed_precision", "ema_decay"),
     "data": (

@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainer import distribute, paths
-from trainer.checkpoint.manager import save_to_scratch
+from trainer.checkpoint.manager import restore, save_to_scratch
 from trainer.errors import UserError
 
 LOWER_IS_BETTER = ("loss", "hamming_loss", "ranking/coverage_error", "ranking/ranking_loss")
@@ -30,7 +30,7 @@ def restore_best(model_dir: str, checkpoint: tf.train.Checkpoint) -> str:
             "with --eval_data keeps one. Use --checkpoint=latest, or train with evaluations."
         )
     try:
-        checkpoint.restore(path).expect_partial()
+        restore(checkpoint, path)
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
         raise UserError(
             f"--checkpoint=best: {path} could not be restored ({str(e).strip().splitlines()[0][:200]}); "

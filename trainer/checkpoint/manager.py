@@ -23,6 +23,17 @@ from trainer import paths
 from trainer.errors import UserError
 
 
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores `path` into `checkpoint`; raises AssertionError unless every weight of its model
+    came from the file. What else the checkpoint holds may be partial (a checkpoint from `train`
+    holds an optimizer an `eval` run never builds), but a model built with other layers (another
+    --dropout once did) would otherwise keep some of its fresh weights without a word."""
+    checkpoint.restore(path).expect_partial()
+    model = getattr(checkpoint, "model", None)
+    if model is not None:
+        tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched().expect_partial()
+
+
 class Checkpoints:
     """Saves and restores one `tf.train.Checkpoint` of the given trackables."""
 
@@ -51,8 +62,7 @@ class Checkpoints:
         errors = []
         for path in reversed(self.manager.checkpoints):
             try:
-                # expect_partial: a checkpoint from `train` holds objects an `eval` run never builds.
-                checkpoint.restore(path).expect_partial()
+                restore(checkpoint, path)
                 return path
             except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
                 errors.append(f"{os.path.basename(path)}: {str(e).strip().splitlines()[0][:200]}")
