@@ -8,7 +8,6 @@ sigmoid see full precision. Layers of their own live in `trainer.layers`.
 from typing import Callable, Dict
 
 import keras
-import tensorflow as tf
 import numpy as np
 
 from trainer import hub, layers
@@ -180,16 +179,6 @@ def random_states(model: keras.Model):
     have dropout inside). Saved with the checkpoint so a resumed run draws the same masks as one
     that never stopped; Keras keeps them outside the layers' checkpointed attributes."""
     return [v for v in model.variables if v.name == "seed_generator_state"]
-
-
-def untracked_weights(model: keras.Model):
-    """The model's weights that a checkpoint of the model object alone would not save: TensorFlow's
-    object graph does not reach inside a KerasHub backbone nested in a functional model, so its
-    weights (and the head's) were saved only under the optimizer, and a run without one (eval,
-    predict, export) restored none of them. Listed in the checkpoint beside the model; [] for
-    every other model, whose checkpoints keep their keys."""
-    reachable = {id(t) for t in tf.train.TrackableView(model).descendants()}
-    return [v for v in model.weights if id(v) not in reachable]
 
 
 def feature_moments(split: Split):
