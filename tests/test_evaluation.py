@@ -47,8 +47,9 @@ def as_text(summary) -> str:
 
 @pytest.mark.parametrize("exact", [True, False])
 def test_tuned_figures_equal_a_whole_pass_at_the_tuned_thresholds(exact):
-    """Evaluator.tune reuses its first pass's curves and does not gather the scores again in its
-    second pass: its figures equal, to the bit, those of a new pass at the tuned thresholds, and
+    """Evaluator.tune reuses its first pass's curves and counts at the tuned thresholds from the
+    gathered scores (exact) or in a second pass that does not gather them (histograms): its
+    figures equal, to the bit, those of a new pass at the tuned thresholds, and
     at 0.5 those of a pass at 0.5 (exact scores, or histograms when the split's size is unknown)."""
     split, evaluator = make_problem()
     if not exact:

@@ -74,7 +74,7 @@ class Evaluator:
     def evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple[Dict, object]:
         """One pass over `split`: (figures as in metrics/<split>-<step>.json, the curves source:
         metrics.ExactScores, or metrics.Histograms beyond --exact_metrics_budget)."""
-        summary, source, _ = self._evaluate(split_name, split, thresholds, step)
+        summary, source, _, _ = self._evaluate(split_name, split, thresholds, step)
         return summary, source
 
     def tune(self, split: data.Split, step: int, objective: str = "f1") -> Tuple[Dict, Dict, object, np.ndarray]:
@@ -83,13 +83,16 @@ class Evaluator:
         "at_0.5" and the objective under "threshold_objective"; figures at 0.5; the curves source;
         the thresholds)."""
         at_half_thresholds = np.full(split.spec.num_labels, 0.5, np.float32)
-        at_half, source, figures = self._evaluate("eval", split, at_half_thresholds, step)
+        at_half, source, figures, totals = self._evaluate("eval", split, at_half_thresholds, step)
         thresholds, met = metrics.tune(source, config.threshold_objective(objective))
-        # At the tuned thresholds only the counts change: a second pass counts them (the exact
-        # step with its scores dropped: no histograms, no second copy of the scores on the host),
-        # and AP, ROC-AUC and their bounds are the first pass's.
+        # At the tuned thresholds only the counts change; AP, ROC-AUC, their bounds, the loss and
+        # the ranking figures are the first pass's.
         started = time.time()
-        totals, _ = self._pass("eval", split, thresholds, num_bins=0, keep_scores=False)
+        if source.exact:  # The scores are on the host (on every worker): count from them.
+            rows_at_once = max(1, metrics.exact.SORT_CHUNK_ENTRIES // split.spec.num_labels)
+            totals = dict(totals, **metrics.counts.host_counts(source.logits, source.labels, thresholds, rows_at_once))
+        else:  # Histograms: a second pass counts (the exact step with its scores dropped).
+            totals, _ = self._pass("eval", split, thresholds, num_bins=0, keep_scores=False)
         tuned = self._summary("eval", split, step, totals, source, figures, thresholds, started)
         tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
         names = split.spec.label_names
@@ -97,12 +100,14 @@ class Evaluator:
         return tuned, at_half, source, thresholds
 
     def _evaluate(self, split_name: str, split: data.Split, thresholds: np.ndarray, step: int) -> Tuple:
-        """`evaluate`, plus the curve figures of the source (metrics.curves.all_curve_figures)."""
+        """`evaluate`, plus the curve figures of the source (metrics.curves.all_curve_figures) and the
+        pass's totals."""
         started = time.time()
         num_bins = self._num_bins(split.num_examples, len(split.spec.label_names))
         totals, source = self._pass(split_name, split, thresholds, num_bins)
         figures = metrics.curves.all_curve_figures(source)
-        return self._summary(split_name, split, step, totals, source, figures, thresholds, started), source, figures
+        summary = self._summary(split_name, split, step, totals, source, figures, thresholds, started)
+        return summary, source, figures, totals
 
     def _pass(
         self, split_name: str, split: data.Split, thresholds: np.ndarray, num_bins: int, keep_scores: bool = True

@@ -56,6 +56,22 @@ def batch_counts(labels, logits, mask, thresholds) -> Dict[str, tf.Tensor]:
     }
 
 
+def host_counts(
+    logits: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, rows_at_once: int
+) -> Dict[str, np.ndarray]:
+    """The sums of `batch_counts` over every row of `logits` and `labels` held on the host (the
+    gathered scores of an exact evaluation), `rows_at_once` rows at a time: the counts at new
+    thresholds without another pass over the model."""
+    sums = {name: np.zeros(shape, np.float64) for name, shape in shapes(logits.shape[1]).items()}
+    thresholds = tf.constant(thresholds, tf.float32)
+    for start in range(0, len(logits), rows_at_once):
+        chunk = slice(start, start + rows_at_once)
+        mask = tf.ones([len(logits[chunk])])
+        for name, value in batch_counts(labels[chunk], logits[chunk], mask, thresholds).items():
+            sums[name] += value.numpy()
+    return sums
+
+
 def mean_loss(totals: Dict[str, np.ndarray]) -> float:
     """The evaluation loss, the mean over known label entries: `loss_sum` adds per-example losses
     (trainer.losses: sums over known labels / number of labels). 0 when no label is known."""
