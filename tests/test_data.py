@@ -1,11 +1,12 @@
 """The input design: the global stream sliced per worker, or (streamed, several workers) each worker its own part."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer import data
 from trainer.config import DataConfig
-from trainer.data import tfrecord
+from trainer.data import pipeline, tfrecord
 from trainer.distribute import Topology
 
 
@@ -68,7 +69,7 @@ def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_
         topology = Topology(num_replicas=num_workers, num_workers=num_workers, worker_index=0, is_chief=True,
                             global_batch_size=8 * num_workers)  # fmt: skip
         assert data.worker_part(streamed, topology) == data.Part(num_workers, 0, by_file)
-    part = [int(f["features"][0]) for f, _ in streamed.read_part(data.Part(2, 0, by_file=True))]
+    part = [int(f["features"][0]) for f, _ in streamed.read_part(data.Part(2, 0, by_file=True)).unbatch()]
     assert sorted(part) == [i for i in range(48) if i % 3 != 1]
 
 
@@ -92,7 +93,9 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
                 writer.write(tfrecord.make_example(None, [i % 2], features=[float(i)]))
     (tmp_path / "labels.txt").write_text("a\nb\n")
     split = data.load_split(DataConfig(in_memory_budget_mb=0), "train", str(tmp_path / "*.tfrecord"), seed=0)
-    parts = [[int(f["features"][0]) for f, _ in split.read_part(data.Part(4, i, by_file=False))] for i in range(4)]
+    parts = [
+        [int(f["features"][0]) for f, _ in split.read_part(data.Part(4, i, by_file=False)).unbatch()] for i in range(4)
+    ]
     assert {len(p) for p in parts} == {10, 11}  # 42 records: 11, 11, 10, 10.
     assert sorted(sum(parts, [])) == sorted(int(f["features"][0]) for f, _ in split.examples)
 
@@ -100,5 +103,55 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
     in_order = [int(f["features"][0]) for f, _ in split.examples]
     assert in_order == list(range(42))
     # Training reads them a block (up to 1,024 records) each in turn: file 0's 14 records come first.
-    training_order = [int(f["features"][0]) for f, _ in split.read_part(data.WHOLE)]
+    training_order = [int(f["features"][0]) for f, _ in split.read_part(data.WHOLE).unbatch()]
     assert training_order == list(range(0, 42, 3)) + list(range(1, 42, 3)) + list(range(2, 42, 3))
+
+
+def id_batches(num_examples, parsed_batch):
+    """One epoch of ({"id": [n]}, labels [n, 1]) in batches of `parsed_batch`, as a reader parses them."""
+    ids = tf.range(num_examples)
+    return tf.data.Dataset.from_tensor_slices(({"id": ids}, tf.zeros([num_examples, 1]))).batch(parsed_batch)
+
+
+def shuffled_ids(num_examples, block_size, seed, batch_size, num_batches, parsed_batch=7):
+    stream = pipeline.shuffled_batches(id_batches(num_examples, parsed_batch), block_size, seed, batch_size)
+    return [f["id"].numpy().tolist() for f, _ in stream.take(num_batches)]
+
+
+def test_a_streamed_shuffle_permutes_each_block_whole_and_each_epoch_anew():
+    """60 examples, blocks of 20, batches of 10: each pair of batches is one block, permuted; every
+    epoch holds each example once, in another order; the stream is a function of the seed."""
+    batches = shuffled_ids(60, block_size=20, seed=3, batch_size=10, num_batches=18)  # 3 epochs.
+    epochs = [sum(batches[i : i + 6], []) for i in (0, 6, 12)]
+    for epoch in epochs:
+        assert sorted(epoch) == list(range(60))
+        for block in range(3):
+            assert sorted(epoch[block * 20 : (block + 1) * 20]) == list(range(block * 20, (block + 1) * 20))
+    assert epochs[0] != list(range(60)) and len({tuple(e) for e in epochs}) == 3
+    assert shuffled_ids(60, 20, 3, 10, 18) == batches
+    assert shuffled_ids(60, 20, 4, 10, 18) != batches
+
+
+def test_a_streamed_shuffle_cuts_batches_across_blocks_and_epochs():
+    """Batches of 8 from epochs of 25 (blocks of 10, the last of 5): no example is lost at the seams."""
+    ids = sum(shuffled_ids(25, block_size=10, seed=0, batch_size=8, num_batches=25), [])  # 8 epochs.
+    assert all(len(ids[i : i + 25]) == 25 and sorted(ids[i : i + 25]) == list(range(25)) for i in range(0, 200, 25))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_streamed_shuffle_resumes_exactly_from_a_saved_iterator(tmp_path, cache):
+    """The saved iterator (positions, the block being cut, the cache) continues mid-block and
+    across an epoch, in a pipeline built anew (a new cache, as in a new process)."""
+
+    def stream():
+        batches = id_batches(50, 7)
+        return pipeline.shuffled_batches(batches.cache() if cache else batches, 20, 1, 6)
+
+    reference = [f["id"].numpy().tolist() for f, _ in stream().take(30)]
+    iterator = iter(stream())
+    for _ in range(11):  # 66 examples: into the second epoch, mid-block.
+        next(iterator)
+    path = tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "input"))
+    resumed = iter(stream())
+    tf.train.Checkpoint(iterator=resumed).restore(path).assert_consumed()
+    assert [next(resumed)[0]["id"].numpy().tolist() for _ in range(19)] == reference[11:]

@@ -116,7 +116,7 @@ def test_tfds_goemotions_and_voc_become_multi_hot(tmp_path):
         goemotions = data.load_split(DataConfig(in_memory_budget_mb=0), "train", "tfds:goemotions:train", 0)
         raw = list(tfds.load("goemotions", split="train"))
         # Two workers' record shards (what a multi-worker run without --deterministic reads).
-        parts = [list(goemotions.read_part(data.Part(2, i, by_file=False))) for i in range(2)]
+        parts = [list(goemotions.read_part(data.Part(2, i, by_file=False)).unbatch()) for i in range(2)]
         voc = data.load_split(DataConfig(image_size=16), "train", "tfds:voc/2007:validation", 0)
         objects = [set(e["objects"]["label"].numpy().tolist()) for e in tfds.load("voc/2007", split="validation")]
     assert goemotions.spec.label_names == GOEMOTIONS_LABELS

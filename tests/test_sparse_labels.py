@@ -96,12 +96,12 @@ def test_the_parse_batch_shrinks_at_many_labels():
     assert data.parse_batch(10**7) == 16
 
 
-def test_a_streamed_shuffle_buffer_is_bounded_in_bytes(caplog):
-    examples = tf.data.Dataset.from_tensors(({"features": tf.zeros([4])}, tf.zeros([100_000])))
+def test_a_streamed_shuffle_block_is_bounded_in_bytes(caplog):
+    batches = tf.data.Dataset.from_tensors(({"features": tf.zeros([3, 4])}, tf.zeros([3, 100_000])))
     per_example = 4 * 4 + 4 * 100_000
-    assert pipeline.shuffle_buffer_size(examples, 100) == 100
-    size = pipeline.shuffle_buffer_size(examples, 10_000)
-    assert size == pipeline.SHUFFLE_BUFFER_BYTES // per_example
+    assert pipeline.shuffle_block_size(batches, 100) == 100
+    size = pipeline.shuffle_block_size(batches, 10_000)
+    assert size == pipeline.SHUFFLE_BLOCK_BYTES // per_example
     assert "--shuffle_buffer=10000 streamed examples of 391 KB each would take 3.7 GB" in caplog.text
 
 

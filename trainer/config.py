@@ -104,7 +104,9 @@ class DataConfig:
         "separated by commas.",
     )
     shuffle_buffer: int = setting(
-        10_000, "Examples in the shuffle buffer of a streamed split (lowered to fit 1 GB at many labels)."
+        10_000,
+        "A streamed split is shuffled in blocks of this many consecutive examples, each permuted whole, anew "
+        "every epoch (lowered to fit 256 MB at many labels).",
     )
     cache_train_data: bool = setting(False, "Keep the parsed training examples in memory after the first epoch.")
     threshold_holdout: float = setting(

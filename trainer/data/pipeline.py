@@ -21,22 +21,26 @@ from absl import logging
 
 from trainer.data.in_memory import example_bytes
 from trainer.data.sparse_labels import dense_rows
-from trainer.data.split import WHOLE, Part, Split
+from trainer.data.split import WHOLE, Part, Split, parse_batch
 from trainer.distribute import Topology
 
-# A streamed split's shuffle buffer holds examples with dense labels (400 KB each at 100,000
-# labels): --shuffle_buffer is lowered so that they take at most this much memory.
-SHUFFLE_BUFFER_BYTES = 1 << 30
+# A streamed split is shuffled a block at a time, and a block's labels are dense (400 KB an
+# example at 100,000 labels): --shuffle_buffer is lowered so that one block takes at most this
+# much memory (the pipeline holds about two: one being filled, one being cut into batches).
+SHUFFLE_BLOCK_BYTES = 256 << 20
 
 
-def shuffle_buffer_size(examples: tf.data.Dataset, shuffle_buffer: int) -> int:
-    """--shuffle_buffer, or fewer examples where that many would take more than SHUFFLE_BUFFER_BYTES (logged)."""
-    per_example = example_bytes(examples.element_spec)
-    if not per_example or shuffle_buffer * per_example <= SHUFFLE_BUFFER_BYTES:
+def shuffle_block_size(batches: tf.data.Dataset, shuffle_buffer: int) -> int:
+    """--shuffle_buffer, or fewer examples where a block of that many would take more than
+    SHUFFLE_BLOCK_BYTES (logged). `batches` are batches of examples (any batch size)."""
+    per_example = example_bytes(
+        tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape[1:], s.dtype), batches.element_spec)
+    )
+    if not per_example or shuffle_buffer * per_example <= SHUFFLE_BLOCK_BYTES:
         return shuffle_buffer
-    size = max(1, SHUFFLE_BUFFER_BYTES // per_example)
+    size = max(1, SHUFFLE_BLOCK_BYTES // per_example)
     logging.warning(
-        "--shuffle_buffer=%d streamed examples of %.0f KB each would take %.1f GB; shuffling in %d instead "
+        "--shuffle_buffer=%d streamed examples of %.0f KB each would take %.1f GB; shuffling blocks of %d instead "
         "(a split within --in_memory_budget_mb is shuffled whole and needs no buffer).",
         shuffle_buffer,
         per_example / 1024,
@@ -44,6 +48,34 @@ def shuffle_buffer_size(examples: tf.data.Dataset, shuffle_buffer: int) -> int:
         size,
     )
     return size
+
+
+def shuffled_batches(batches: tf.data.Dataset, block_size: int, seed: int, batch_size: int) -> tf.data.Dataset:
+    """Endless batches of `batch_size` examples from `batches` (one epoch's batches, of any size).
+
+    Each epoch, every block of `block_size` consecutive examples is permuted whole, with a seed
+    folded from (seed, epoch, block): the stream is a function of the seed alone, and its
+    iterator state is positions, so a resume continues it exactly. An example mixes with the
+    `block_size` around it, as in a shuffle buffer of that size, and every epoch holds each
+    example once. Whole-tensor copies and gathers, where tf.data's shuffle (unbatch, shuffle,
+    batch) costs about 3 us an example on one thread: that bounded streamed text input.
+    """
+
+    def epoch(epoch_index):
+        """One epoch of `batches`, in permuted blocks."""
+        epoch_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch_index)
+
+        def permute(block_index, block):
+            """The block's examples in an order drawn from its own seed."""
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(block[1])[0]),
+                seed=tf.random.experimental.stateless_fold_in(epoch_seed, block_index),
+            )
+            return tf.nest.map_structure(lambda t: tf.gather(t, order), block)
+
+        return batches.rebatch(block_size).enumerate().map(permute)
+
+    return tf.data.Dataset.counter().flat_map(epoch).rebatch(batch_size, drop_remainder=True)
 
 
 def _with_options(dataset: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
@@ -125,19 +157,15 @@ def train_batches(
         )
     else:
         # The training order of the whole stream (faster for TFRecord; the same for the rest).
-        examples = split.read_part(WHOLE) if split.read_part is not None else split.examples
-        examples = examples.cache() if cache else examples
-        dataset = (
-            examples.shuffle(shuffle_buffer_size(examples, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(topology.global_batch_size, drop_remainder=True)
-            .map(
-                lambda features, labels: (
-                    tf.nest.map_structure(lambda t: t[rows], _select(features, feature_names)),
-                    labels[rows],
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+        batches = _streamed_batches(split, WHOLE, cache)
+        dataset = shuffled_batches(
+            batches, shuffle_block_size(batches, shuffle_buffer), seed, topology.global_batch_size
+        ).map(
+            lambda features, labels: (
+                tf.nest.map_structure(lambda t: t[rows], _select(features, feature_names)),
+                labels[rows],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), deterministic)
 
@@ -146,18 +174,15 @@ def _own_part_batches(
     split: Split, feature_names: List[str], topology: Topology, shuffle_buffer: int, seed: int, cache: bool
 ) -> tf.data.Dataset:
     """This worker's part of a streamed split, shuffled and cut into per-worker batches."""
-    examples = split.read_part(worker_part(split, topology))
-    if cache:
-        examples = examples.cache()
+    batches = _streamed_batches(split, worker_part(split, topology), cache)
     dataset = (
         # A seed of its own per worker: the same seed would shuffle the workers' parts alike.
-        examples.shuffle(
-            shuffle_buffer_size(examples, shuffle_buffer),
-            seed=seed + topology.worker_index,
-            reshuffle_each_iteration=True,
+        shuffled_batches(
+            batches,
+            shuffle_block_size(batches, shuffle_buffer),
+            seed + topology.worker_index,
+            topology.per_worker_batch_size,
         )
-        .repeat()
-        .batch(topology.per_worker_batch_size, drop_remainder=True)
         .map(lambda features, labels: (_select(features, feature_names), labels), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -165,6 +190,16 @@ def _own_part_batches(
     # parallel interleave of TFRecord files needs a fixed order, and a worker's stream is then a
     # function of the seed and its part, which is what makes its saved position resume exactly.
     return _with_options(dataset, deterministic=True)
+
+
+def _streamed_batches(split: Split, part: Part, cache: bool) -> tf.data.Dataset:
+    """One epoch of `part` of a streamed split, in batches as parsed; `cache` keeps them in memory
+    after the first epoch."""
+    if split.read_part is not None:
+        batches = split.read_part(part)
+    else:  # A filtered stream (data.holdout): one stream of examples, read by every worker.
+        batches = split.examples.batch(parse_batch(split.spec.num_labels))
+    return batches.cache() if cache else batches
 
 
 def eval_batches(split: Split, feature_names: List[str], topology: Topology) -> tf.data.Dataset:

@@ -7,7 +7,8 @@
 
 Every reader (data.delimited, data.tfrecord, data.tfds, data.synthetic) is a `Reader`. Past the
 checking pass nothing is parsed in Python: the stream reads the files in sorted order, parses
-records in vectorised batches (split.parse_batch), then unbatches. A split whose arrays fit
+records in vectorised batches (split.parse_batch); training shuffles and batches them a block at
+a time (data.pipeline), evaluation unbatches them (`Split.examples`). A split whose arrays fit
 --in_memory_budget_mb goes through that stream once into arrays (data.in_memory); larger ones
 are streamed every epoch. The synthetic problem is made in memory.
 """
@@ -150,11 +151,11 @@ def load_split(
         return inputs(batches).unbatch()
 
     def read_part(part: Part) -> tf.data.Dataset:
-        """One Part's examples, for training."""
+        """One Part's model inputs, for training, in batches as parsed."""
         if part.by_file:
-            return examples(reader.read(reader.files[part.index :: part.count], (1, 0), in_order=False))
+            return inputs(reader.read(reader.files[part.index :: part.count], (1, 0), in_order=False))
         # A record at a time when split: blocks would leave a worker without any on a small split.
-        return examples(reader.read(reader.files, (part.count, part.index), in_order=part.count > 1))
+        return inputs(reader.read(reader.files, (part.count, part.index), in_order=part.count > 1))
 
     logging.info(
         "%s=%s: %d examples, %d labels, %.2f labels per example%s.",

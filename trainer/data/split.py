@@ -64,7 +64,8 @@ class Split:
     label_counts: np.ndarray  # Positives per label.
     arrays: Optional[Tuple[Dict[str, np.ndarray], SparseLabels]] = None  # (features, labels) when in memory.
     files: Tuple[str, ...] = ()  # Streamed from files: their names, sorted.
-    # Streamed: one Part's `examples`, in an order that may differ from theirs where another is faster.
+    # Streamed: one Part's `examples` in batches as parsed (any size), in an order that may differ
+    # from theirs where another is faster.
     read_part: Optional[Callable[[Part], tf.data.Dataset]] = None
     unknown_counts: Optional[np.ndarray] = None  # Unknown entries per label; None: none.
 
