@@ -28,7 +28,7 @@ def write_csv(path, num_examples, num_features=16, num_labels=4, seed=0):
 
 def test_a_file_split_within_the_budget_is_in_memory_and_one_above_it_is_streamed(tmp_path, caplog):
     path = write_csv(tmp_path / "train.csv", 300)
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")
     loaded = data.load_split(DataConfig(), "train", path, seed=0)
     assert loaded.arrays is not None and loaded.read_part is None
     assert loaded.arrays[0]["features"].shape == (300, 16) and loaded.arrays[1].shape == (300, 4)
@@ -49,7 +49,7 @@ def test_the_size_is_estimated_from_the_count_and_shapes_before_loading(tmp_path
     """20,000 examples of 16 float32 features (64 bytes), a row offset (8 bytes) and their positive
     labels (5 bytes each, kept sparse) are over a 1 MB budget, so never loaded."""
     path = write_csv(tmp_path / "train.csv", 20_000)
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")
     split = data.load_split(DataConfig(in_memory_budget_mb=1), "train", path, seed=0)
     assert split.arrays is None
     size = (20_000 * (64 + 8) + 5 * split.label_counts.sum()) / 2**20

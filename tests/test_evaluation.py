@@ -6,6 +6,7 @@ under each strategy in test_metrics_cli.py.
 
 import dataclasses
 import json
+import re
 
 import keras
 import numpy as np
@@ -64,3 +65,17 @@ def test_tuned_figures_equal_a_whole_pass_at_the_tuned_thresholds(exact):
     assert as_text(at_half) == as_text(half)
     if exact:
         np.testing.assert_array_equal(source.logits, fresh_source.logits)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_each_pass_over_the_model_logs_its_examples_and_rate(exact, caplog):
+    """One line per pass with its duration and examples/s; the exact tuning counts from the scores
+    (no second pass), the histogram one passes again."""
+    caplog.set_level("INFO", logger="absl")
+    split, evaluator = make_problem()
+    if not exact:
+        split = dataclasses.replace(split, num_examples=-1)
+    evaluator.tune(split, 7)
+    passes = re.findall(r"\[eval\] step 7: 300 examples in [\d.]+s \(\d+ examples/s\)", caplog.text)
+    counted = "[eval] step 7: counted at the tuned thresholds from the scores in" in caplog.text
+    assert (len(passes), counted) == ((1, True) if exact else (2, False))

@@ -80,7 +80,7 @@ def write_many_label_tsv(directory, num_labels: int, rows: int) -> str:
 
 def test_a_many_label_file_goes_in_memory_at_the_size_of_its_label_entries(tmp_path, caplog):
     """100,000 labels x 300 rows would be 120 MB as dense float32; the labels that occur are a few KB."""
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")
     path = write_many_label_tsv(tmp_path, 100_000, 300)
     split = data.load_split(DataConfig(in_memory_budget_mb=1), "train", path, seed=0)
     assert split.arrays is not None, caplog.text

@@ -91,9 +91,13 @@ class Evaluator:
         if source.exact:  # The scores are on the host (on every worker): count from them.
             rows_at_once = max(1, metrics.exact.SORT_CHUNK_ENTRIES // split.spec.num_labels)
             totals = dict(totals, **metrics.counts.host_counts(source.logits, source.labels, thresholds, rows_at_once))
+            logging.info(
+                "[eval] step %d: counted at the tuned thresholds from the scores in %.1fs", step, time.time() - started
+            )
         else:  # Histograms: a second pass counts (the exact step with its scores dropped).
             totals, _ = self._pass("eval", split, thresholds, num_bins=0, keep_scores=False)
-        tuned = self._summary("eval", split, step, totals, source, figures, thresholds, started)
+            _log_pass("eval", step, totals, started)
+        tuned = self._summary("eval", split, step, totals, source, figures, thresholds)
         tuned["at_0.5"] = {k: at_half[k] for k in SUMMARY_BLOCKS}
         names = split.spec.label_names
         tuned["threshold_objective"] = {"objective": objective, "not_met": [names[j] for j in np.flatnonzero(~met)]}
@@ -105,8 +109,9 @@ class Evaluator:
         started = time.time()
         num_bins = self._num_bins(split.num_examples, len(split.spec.label_names))
         totals, source = self._pass(split_name, split, thresholds, num_bins)
+        _log_pass(split_name, step, totals, started)
         figures = metrics.curves.all_curve_figures(source)
-        summary = self._summary(split_name, split, step, totals, source, figures, thresholds, started)
+        summary = self._summary(split_name, split, step, totals, source, figures, thresholds)
         return summary, source, figures, totals
 
     def _pass(
@@ -150,8 +155,8 @@ class Evaluator:
             raise UserError(f"--{split_name}_data has no examples; point it at a non-empty split.")
         return totals, source
 
-    def _summary(self, split_name, split, step, totals, source, figures, thresholds, started) -> Dict:
-        """The figures of one pass from its totals and the curve `figures` of `source`; logs the pass."""
+    def _summary(self, split_name, split, step, totals, source, figures, thresholds) -> Dict:
+        """The figures of one pass from its totals and the curve `figures` of `source`."""
         summary = {
             "step": step,
             "split": split_name,
@@ -161,15 +166,6 @@ class Evaluator:
         propensity_scored = self.inverse_propensity is not None
         names = split.spec.label_names
         summary.update(metrics.summarize(totals, source, names, thresholds, propensity_scored, figures))
-        seconds = time.time() - started
-        logging.info(
-            "[%s] step %d: %d examples in %.1fs (%.0f examples/s)",
-            split_name,
-            step,
-            summary["num_examples"],
-            seconds,
-            summary["num_examples"] / max(seconds, 1e-9),
-        )
         return summary
 
     def logits(self, split: data.Split) -> Iterator[np.ndarray]:
@@ -182,3 +178,16 @@ class Evaluator:
             yield logits[mask > 0]
             if (batch_index + 1) % 100 == 0:
                 logging.info("[predict] scored %d examples", count)
+
+
+def _log_pass(split_name: str, step: int, totals: Dict[str, np.ndarray], started: float) -> None:
+    """One line per pass over the model: its examples, seconds and examples/s."""
+    seconds, num_examples = time.time() - started, int(totals["num_examples"])
+    logging.info(
+        "[%s] step %d: %d examples in %.1fs (%.0f examples/s)",
+        split_name,
+        step,
+        num_examples,
+        seconds,
+        num_examples / max(seconds, 1e-9),
+    )
