@@ -10,7 +10,7 @@ from helpers import check_ok, read_metrics, read_predictions, run_trainer
 
 from trainer import data
 from trainer.config import DataConfig
-from trainer.data import pipeline
+from trainer.data import in_memory, pipeline
 from trainer.data import split as split_lib
 from trainer.data.sparse_labels import SparseLabels, dense_row, dense_rows
 from trainer.distribute import Topology
@@ -50,10 +50,15 @@ def test_rows_made_dense_in_tensorflow_equal_the_gathered_dense_rows():
     np.testing.assert_array_equal(dense_row(ids[7], values[7], 9).numpy(), dense[7])
 
 
-def test_an_in_memory_split_keeps_its_labels_sparse_and_trains_on_the_same_batches():
+@pytest.mark.parametrize("num_features, dense", [(2, True), (1, False)])
+def test_an_in_memory_split_keeps_its_labels_sparse_and_trains_on_the_same_batches(num_features, dense):
+    """The training stream's labels come from a dense int8 copy when it is no larger than the
+    features (6 labels: 6 bytes an example, against 8 or 4 bytes of features), else from the
+    sparse rows; the same either way."""
     rng = np.random.default_rng(2)
     labels = random_labels(rng, 64, 6)
-    features = {"features": rng.normal(size=(64, 3)).astype(np.float32)}
+    features = {"features": rng.normal(size=(64, num_features)).astype(np.float32)}
+    assert in_memory.dense_labels(64, 6, features["features"].nbytes) == dense
     split = data.from_arrays(features, labels, [f"l{j}" for j in range(6)])
     assert isinstance(split.arrays[1], SparseLabels)
     np.testing.assert_array_equal(np.stack([y.numpy() for _, y in split.examples]), labels)

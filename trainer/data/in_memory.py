@@ -19,9 +19,10 @@ from trainer.data.sparse_labels import SparseLabels
 from trainer.errors import UserError
 
 MB = 2**20
-# TensorFlow holds copies of the arrays beside NumPy's (the examples dataset and the training
-# stream's constants); the machine's free memory must hold them all.
-COPIES = 3
+# TensorFlow holds copies of the arrays beside NumPy's (the examples dataset, the training
+# stream's constants, and its dense labels, no larger than the features: dense_labels); the
+# machine's free memory must hold them all.
+COPIES = 4
 
 
 def example_bytes(element_spec) -> Optional[int]:
@@ -40,6 +41,14 @@ def available_bytes() -> Optional[int]:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def dense_labels(num_examples: int, num_labels: int, feature_bytes: int) -> bool:
+    """Whether the training stream holds a split's labels as dense int8 rows: when they take no
+    more memory than its features (a byte a label against 4 a feature value; 100,000 labels stay
+    sparse). A batch's labels are then one gather, where sparse rows cost a ragged gather and a
+    scatter per batch: 10% of an MLP step on CPU (bench/vs_keras_fit.py)."""
+    return num_examples * num_labels <= feature_bytes
 
 
 def fits(flag: str, num_examples: int, features_spec, label_entries: int, budget_mb: int) -> bool:

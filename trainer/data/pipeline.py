@@ -16,11 +16,12 @@ Either way `replica_batch` then hands every local replica its own rows.
 
 from typing import Dict, List, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer.data.in_memory import example_bytes
-from trainer.data.sparse_labels import dense_rows
+from trainer.data import in_memory
+from trainer.data.sparse_labels import SparseLabels, dense_rows
 from trainer.data.split import WHOLE, Part, Split, parse_batch
 from trainer.distribute import Topology
 
@@ -33,7 +34,7 @@ SHUFFLE_BLOCK_BYTES = 256 << 20
 def shuffle_block_size(batches: tf.data.Dataset, shuffle_buffer: int) -> int:
     """--shuffle_buffer, or fewer examples where a block of that many would take more than
     SHUFFLE_BLOCK_BYTES (logged). `batches` are batches of examples (any batch size)."""
-    per_example = example_bytes(
+    per_example = in_memory.example_bytes(
         tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape[1:], s.dtype), batches.element_spec)
     )
     if not per_example or shuffle_buffer * per_example <= SHUFFLE_BLOCK_BYTES:
@@ -136,10 +137,9 @@ def train_batches(
         # In memory: shuffle indices, not examples, and gather whole batches at once. Each epoch
         # is a full permutation, per-example work disappears, and the checkpointed iterator
         # state is a buffer of integers rather than of examples.
-        # Labels are kept sparse (data.sparse_labels) and made dense a batch at a time.
         features, labels = split.arrays
+        label_rows = _label_rows(labels, sum(features[name].nbytes for name in features))
         features = {name: tf.constant(features[name]) for name in feature_names}
-        label_ids, label_values = labels.ragged()
         dataset = (
             tf.data.Dataset.range(len(labels))
             .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
@@ -148,9 +148,7 @@ def train_batches(
             .map(
                 lambda indices: (
                     tf.nest.map_structure(lambda t: tf.gather(t, indices[rows]), features),
-                    dense_rows(
-                        tf.gather(label_ids, indices[rows]), tf.gather(label_values, indices[rows]), labels.num_labels
-                    ),
+                    label_rows(indices[rows]),
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
@@ -168,6 +166,18 @@ def train_batches(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), deterministic)
+
+
+def _label_rows(labels: SparseLabels, feature_bytes: int):
+    """A function from example indices to their dense float32 label rows: a gather from dense int8
+    rows when they are small (in_memory.dense_labels), else from the sparse rows."""
+    if in_memory.dense_labels(*labels.shape, feature_bytes):
+        dense = tf.constant(labels.dense(np.int8))
+        return lambda indices: tf.cast(tf.gather(dense, indices), tf.float32)
+    label_ids, label_values = labels.ragged()
+    return lambda indices: dense_rows(
+        tf.gather(label_ids, indices), tf.gather(label_values, indices), labels.num_labels
+    )
 
 
 def _own_part_batches(

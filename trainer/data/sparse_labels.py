@@ -4,8 +4,9 @@ labels that occur rather than with examples x labels.
 A split of 20,000 examples and 100,000 labels holds 2 * 10^9 label entries: 8 GB as float32, while
 its examples carry a few labels each (86,000 entries in all). `SparseLabels` keeps each row's
 non-zero entries (CSR: `row_splits`, `ids`, `values`), values 1 (on) or -1 (unknown); every other
-entry is 0 (off). The training stream and the examples dataset turn the rows they take into dense
-float32 rows in the tf.data pipeline, a batch (or an example) at a time.
+entry is 0 (off). The examples dataset turns the rows it takes into dense float32 rows in the
+tf.data pipeline, an example at a time; so does the training stream, a batch at a time, unless
+the split's labels are small enough to hold dense (data.in_memory.DENSE_LABEL_BYTES).
 """
 
 import dataclasses
@@ -63,9 +64,9 @@ class SparseLabels:
         row_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return SparseLabels(row_splits, self.ids[entries], self.values[entries], self.num_labels)
 
-    def dense(self) -> np.ndarray:
-        """float32 [n, num_labels]: for small splits and tests."""
-        labels = np.zeros(self.shape, np.float32)
+    def dense(self, dtype=np.float32) -> np.ndarray:
+        """[n, num_labels] of `dtype`: for small splits and tests."""
+        labels = np.zeros(self.shape, dtype)
         rows = np.repeat(np.arange(len(self)), np.diff(self.row_splits))
         labels[rows, self.ids] = self.values
         return labels
