@@ -63,7 +63,10 @@ def make_train_loop(
 
     fuse = topology.num_replicas == 1 if fuse_update is None else fuse_update
     if fuse:
-        replica_step = tf.function(jit_compile=jit_compile)(lambda f, l: apply(*gradients_of(f, l)))
+
+        @tf.function(jit_compile=jit_compile)
+        def replica_step(features, labels):
+            return apply(*gradients_of(features, labels))
 
         def replica_update(features, labels):
             # A plain function around the compiled one, as replica_eval below.
