@@ -1,6 +1,6 @@
 """`python -m trainer` against Keras `model.fit` on the same files, and against the raw compiled step.
 
-    .venv/bin/python bench/vs_keras_fit.py [--steps=600 --short=100 --formats=csv,tfrecord,tsv]
+    .venv/bin/python bench/vs_keras_fit.py [--steps=2000 --short=100 --rounds=3 --formats=csv,tfrecord,tsv]
 
 Each side reads the same file:
 - csv: 16,384 rows x 256 features with 100 `label:` columns (generated here, in a temp dir), MLP
@@ -17,8 +17,9 @@ as the user runs it (`python -m trainer --mode=train`, in memory by default, and
 --in_memory_budget_mb=0); Keras runs `model.fit` in this process (a warm-up fit of `short` steps,
 then N). Each side also reports its best 50 steps (our progress lines; Keras fits of 50 steps),
 which other jobs sharing the CPU slow less than the whole. The raw compiled step is the MLP's
-forward, backward and update, XLA-compiled, looping over one batch already in memory. Prints
-examples/s and the ratios, all measured in one run.
+forward, backward and update, XLA-compiled, looping over one batch already in memory. Every
+measurement is repeated in --rounds interleaved rounds; prints the median examples/s of each
+side and, for each ratio, its median and range over the rounds, all measured in one run.
 """
 
 import argparse
@@ -120,7 +121,7 @@ def fit_rate(job: dict, dataset, args):
     model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
     marginal = args.steps * job["batch"] / (time.perf_counter() - start)
     best = 0.0
-    for _ in range(args.steps // 50):
+    for _ in range(min(args.steps // 50, 10)):  # Ten windows of 50 steps are enough to find a quiet one.
         start = time.perf_counter()
         model.fit(dataset, steps_per_epoch=50, epochs=1, verbose=0)
         best = max(best, 50 * job["batch"] / (time.perf_counter() - start))
@@ -203,7 +204,7 @@ def raw_step_rate(job: dict, args) -> float:
     loop(tf.constant(args.steps))
     marginal = args.steps * job["batch"] / (time.perf_counter() - start)
     best = 0.0
-    for _ in range(args.steps // 50):
+    for _ in range(min(args.steps // 50, 10)):  # Ten windows of 50 steps are enough to find a quiet one.
         start = time.perf_counter()
         loop(tf.constant(50))
         best = max(best, 50 * job["batch"] / (time.perf_counter() - start))
@@ -212,8 +213,9 @@ def raw_step_rate(job: dict, args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600, help="N: the extra steps timed.")
+    parser.add_argument("--steps", type=int, default=2000, help="N: the extra steps timed.")
     parser.add_argument("--short", type=int, default=100, help="Steps of the short run (and of Keras' warm-up).")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds of every measurement.")
     parser.add_argument("--formats", default="csv,tfrecord,tsv")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -221,7 +223,7 @@ def main() -> None:
     from trainer import data, prepare
     from trainer.config import DataConfig
 
-    rows = []
+    jobs = []  # (name, job, Keras' dataset, whether to time the raw step)
     with tempfile.TemporaryDirectory() as workdir:
         csv = write_csv(workdir)
         mlp = {"model": "mlp", "hidden_units": (512, 512), "batch": 512}
@@ -229,50 +231,65 @@ def main() -> None:
         mlp["flags"] = ["--model=mlp", "--hidden_units=512,512", "--global_batch_size=512"]
         formats = args.formats.split(",")
         if "csv" in formats:
-            fit = fit_rate(mlp, keras_csv(csv), args)
-            job = dict(mlp, flags=mlp["flags"] + [f"--train_data={csv}"])
-            memory, streamed = ours_rate(job, args, workdir), ours_rate(job, args, workdir, ["--in_memory_budget_mb=0"])
-            raw = raw_step_rate(mlp, args)
-            rows.append(("csv, mlp 512-512", memory, streamed, fit, raw))
+            jobs.append(
+                ("csv, mlp 512-512", dict(mlp, flags=mlp["flags"] + [f"--train_data={csv}"]), keras_csv(csv), True)
+            )
         if "tfrecord" in formats:
             shards = os.path.join(workdir, "shards")
             prepare.prepare(DataConfig(), csv, shards, num_shards=8, name="mlp")
             pattern = os.path.join(shards, "mlp-*.tfrecord")
-            fit = fit_rate(mlp, keras_tfrecord(pattern), args)
-            job = dict(mlp, flags=mlp["flags"] + [f"--train_data={pattern}"])
-            memory, streamed = ours_rate(job, args, workdir), ours_rate(job, args, workdir, ["--in_memory_budget_mb=0"])
-            rows.append(("tfrecord x8, mlp 512-512", memory, streamed, fit, None))
+            jobs.append(("tfrecord x8, mlp 512-512", dict(mlp, flags=mlp["flags"] + [f"--train_data={pattern}"]),
+                         keras_tfrecord(pattern), False))  # fmt: skip
         if "tsv" in formats:
             tsv, names = text_data(workdir)
-            config = DataConfig(label_names=names)
             text = {"model": "text_bow", "hidden_units": (256, 256), "batch": 256}
-            text["split"] = data.load_split(config, "train", tsv, seed=0)
+            text["split"] = data.load_split(DataConfig(label_names=names), "train", tsv, seed=0)
             text["flags"] = [
                 "--model=text_bow", "--hidden_units=256,256", "--global_batch_size=256", f"--train_data={tsv}",
                 f"--label_names={names}",
             ]  # fmt: skip
-            fit = fit_rate(text, keras_tsv(tsv, text["split"].spec.num_labels), args)
-            memory, streamed = (
-                ours_rate(text, args, workdir),
-                ours_rate(text, args, workdir, ["--in_memory_budget_mb=0"]),
-            )
-            rows.append((f"tsv {os.path.basename(tsv)}, text_bow", memory, streamed, fit, None))
+            jobs.append((f"tsv {os.path.basename(tsv)}, text_bow", text,
+                         keras_tsv(tsv, text["split"].spec.num_labels), False))  # fmt: skip
 
-    print(f"\n{args.steps} extra steps, {os.cpu_count()} CPU cores, float32. Examples/s, marginal (best 50 steps):")
-    print(f"{'file, model':<28} {'ours':>16} {'streamed':>16} {'model.fit':>16} {'raw step':>16} "
-          f"{'ours/fit':>11} {'str./fit':>11} {'ours/raw':>11}")  # fmt: skip
+        # Every round measures every side of every job in turn, so that a slow spell of the
+        # machine falls on all sides of a round; ratios are taken within each round.
+        rounds = {name: [] for name, *_ in jobs}
+        for round_index in range(args.rounds):
+            for name, job, keras_dataset, with_raw in jobs:
+                fit = fit_rate(job, keras_dataset, args)
+                memory = ours_rate(job, args, workdir)
+                streamed = ours_rate(job, args, workdir, ["--in_memory_budget_mb=0"])
+                raw = raw_step_rate(job, args) if with_raw else None
+                rounds[name].append((memory, streamed, fit, raw))
+                print(f"round {round_index + 1}, {name}: ours {memory}, streamed {streamed}, fit {fit}, raw {raw}",
+                      flush=True)  # fmt: skip
+    report(rounds, args)
 
-    def pair(rates):
-        return f"{rates[0]:>7,.0f} ({rates[1]:>6,.0f})" if rates else f"{'':>16}"
 
-    def ratio(a, b):
-        return f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f})" if b else ""
-
-    for name, memory, streamed, fit, raw in rows:
-        print(
-            f"{name:<28} {pair(memory)} {pair(streamed)} {pair(fit)} {pair(raw)} {ratio(memory, fit):>11} "
-            f"{ratio(streamed, fit):>11} {ratio(memory, raw):>11}"
-        )
+def report(rounds, args) -> None:
+    """Median examples/s of each side, and the median [lowest-highest] over rounds of each ratio."""
+    print(f"\n{args.steps} extra steps, {args.rounds} interleaved rounds, {os.cpu_count()} CPU cores, float32.")
+    print("Examples/s (median over rounds), marginal (best 50 steps):")
+    print(f"{'file, model':<26} {'ours':>16} {'streamed':>16} {'model.fit':>16} {'raw step':>16}")
+    for name, measured in rounds.items():
+        cells = []
+        for side in range(4):
+            if measured[0][side] is None:
+                cells.append(f"{'':>16}")
+                continue
+            marginal, best = (float(np.median([m[side][k] for m in measured])) for k in (0, 1))
+            cells.append(f"{marginal:>7,.0f} ({best:>6,.0f})")
+        print(f"{name:<26} {' '.join(cells)}")
+    print("Ratios within each round: median [lowest-highest], marginal; best 50 steps:")
+    for name, measured in rounds.items():
+        cells = []
+        for label, a, b in (("ours/fit", 0, 2), ("streamed/fit", 1, 2), ("ours/raw", 0, 3)):
+            if measured[0][b] is None:
+                continue
+            for k, how in ((0, "marginal"), (1, "best 50")):
+                ratios = [m[a][k] / m[b][k] for m in measured]
+                cells.append(f"{label} {how} {np.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]")
+        print(f"{name}:\n  " + "\n  ".join(cells))
     print("goals: ours/fit >= 1.4 (files, and in memory); ours/raw >= 0.9 (in memory)")
 
 

@@ -107,6 +107,33 @@ def test_tfrecord_shards_by_record_give_each_record_to_exactly_one_worker(tmp_pa
     assert training_order == list(range(0, 42, 3)) + list(range(1, 42, 3)) + list(range(2, 42, 3))
 
 
+def test_in_memory_indices_are_a_new_permutation_each_epoch_cut_across_epoch_ends():
+    """25 examples in batches of 8: every epoch holds each index once, in its own order drawn from
+    the seed; batches run on across epoch ends, losing nothing."""
+
+    def indices(seed, num_batches=25):  # 8 epochs.
+        return sum((b.numpy().tolist() for b in pipeline.shuffled_indices(25, seed, 8).take(num_batches)), [])
+
+    ids = indices(seed=0)
+    epochs = [ids[i : i + 25] for i in range(0, 200, 25)]
+    assert all(sorted(epoch) == list(range(25)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) == 8 and epochs[0] != list(range(25))
+    assert indices(seed=0) == ids and indices(seed=1) != ids
+
+
+def test_in_memory_indices_resume_exactly_from_a_saved_iterator(tmp_path):
+    """The saved iterator (the epoch and the rest of its permutation) continues mid-epoch and across
+    an epoch end in a pipeline built anew."""
+    reference = [b.numpy().tolist() for b in pipeline.shuffled_indices(50, 1, 6).take(30)]
+    iterator = iter(pipeline.shuffled_indices(50, 1, 6))
+    for _ in range(11):  # 66 indices: into the second epoch.
+        next(iterator)
+    path = tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "input"))
+    resumed = iter(pipeline.shuffled_indices(50, 1, 6))
+    tf.train.Checkpoint(iterator=resumed).restore(path).assert_consumed()
+    assert [next(resumed).numpy().tolist() for _ in range(19)] == reference[11:]
+
+
 def id_batches(num_examples, parsed_batch):
     """One epoch of ({"id": [n]}, labels [n, 1]) in batches of `parsed_batch`, as a reader parses them."""
     ids = tf.range(num_examples)

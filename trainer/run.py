@@ -200,7 +200,7 @@ def setup(config: Config) -> Run:
             own_input = checkpoint.InputPositions(config.model_dir, topology, iterator, train.keep_checkpoints)
         else:
             trackables.update(train_iterator=iterator)
-    async_save = checkpoint.async_allowed(train.async_checkpoint, topology.num_workers, train.deterministic)
+    async_save = checkpoint.async_allowed(train.async_checkpoint, topology.num_workers)
     checkpoints = checkpoint.Checkpoints(
         config.model_dir, topology.is_chief, train.keep_checkpoints, async_save, own_input, **trackables
     )

@@ -105,17 +105,12 @@ class Checkpoints:
             self.checkpoint.sync()
 
 
-def async_allowed(requested: bool, num_workers: int, deterministic: bool) -> bool:
+def async_allowed(requested: bool, num_workers: int) -> bool:
     """Whether to save asynchronously: only on one worker, since with several each save is a step
     every worker takes together and a background write would leave them out of step."""
     if requested and num_workers > 1:
         logging.warning("--async_checkpoint is ignored with %d workers: saving synchronously.", num_workers)
         return False
-    if requested and deterministic:
-        logging.warning(
-            "--async_checkpoint with --deterministic: a resume is exact only until the next epoch starts "
-            "(TensorFlow's async save loses the input's reshuffle state); save synchronously for exact resumes."
-        )
     return requested
 
 
