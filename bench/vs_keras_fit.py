@@ -174,8 +174,9 @@ def keras_tsv(path: str, num_labels: int):
     )
 
 
-def raw_step_rate(job: dict, args) -> float:
-    """The limit: forward, loss, backward and update, XLA-compiled, on one in-memory batch, in a tf.range loop."""
+def raw_step(job: dict):
+    """The limit: loop(n) runs n steps of forward, loss, backward and update, XLA-compiled, on one
+    in-memory batch, in a tf.range loop."""
     import tensorflow as tf
 
     from trainer import optimization
@@ -199,6 +200,14 @@ def raw_step_rate(job: dict, args) -> float:
         for _ in tf.range(n):
             step()
 
+    return loop
+
+
+def raw_step_rate(job: dict, args):
+    """(examples/s of the raw step over args.steps steps, its best 50 steps)."""
+    import tensorflow as tf
+
+    loop = raw_step(job)
     loop(tf.constant(args.short))
     start = time.perf_counter()
     loop(tf.constant(args.steps))
