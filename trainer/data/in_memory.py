@@ -3,7 +3,8 @@
 A split whose arrays fit --in_memory_budget_mb (and the memory the machine has free) is parsed
 once, through the reader's own vectorised tf.data parse (text already tokenised), into NumPy
 arrays; data.train_batches then gathers shuffled batches from them, with no per-epoch parsing,
-and the iterator's saved state is a buffer of integers. A split that does not fit is streamed.
+and the iterator's saved state is the epoch and the rest of its permutation of indices. A split
+that does not fit is streamed.
 The decision uses the checking pass's count and the parsed shapes, before anything is loaded,
 so a budget too small for the split costs one log line, never an out-of-memory crash.
 """
