@@ -24,6 +24,7 @@ from helpers import (
 
 from trainer import data
 from trainer.config import DataConfig
+from trainer.data import split as split_lib
 from trainer.data import text, tfrecord
 from trainer.data.tfds import GOEMOTIONS_LABELS
 from trainer.distribute import Topology
@@ -99,6 +100,25 @@ def test_tfrecord_images_are_decoded_and_resized(tmp_path):
     images = np.stack([f["image"].numpy() for f, _ in split.examples])
     assert images.dtype == np.float32 and images.shape == (3, 8, 8, 3) and 0 <= images.min() < images.max() <= 1
     np.testing.assert_array_equal(split.label_counts, [1, 1, 1, 0, 0])
+
+
+def test_decoded_images_are_parsed_in_batches_bounded_in_bytes(tmp_path, monkeypatch):
+    """A parsed batch of 4,096 decoded 224 x 224 images would be 2.4 GB: the reader parses fewer."""
+    (tmp_path / "labels.txt").write_text("".join(n + "\n" for n in LABELS))
+    png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+    with tf.io.TFRecordWriter(str(tmp_path / "images.tfrecord")) as writer:
+        for i in range(50):
+            feature = {
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "label_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 5])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    per_record = 8 * 8 * 3 * 4 + 4 * len(LABELS)  # The decoded image and the dense labels.
+    monkeypatch.setattr(split_lib, "PARSE_BATCH_BYTES", 20 * per_record)
+    config = DataConfig(image_size=8, in_memory_budget_mb=0)
+    split = data.load_split(config, "train", str(tmp_path / "images.tfrecord"), 0)
+    sizes = [int(labels.shape[0]) for _, labels in split.read_part(split_lib.WHOLE)]
+    assert sizes == [20, 20, 10]
 
 
 def test_empty_texts_are_counted_and_kept(tmp_path, caplog):

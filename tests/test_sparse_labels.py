@@ -95,10 +95,13 @@ def test_a_many_label_file_goes_in_memory_at_the_size_of_its_label_entries(tmp_p
         np.testing.assert_array_equal(kept.numpy(), read.numpy())
 
 
-def test_the_parse_batch_shrinks_at_many_labels():
+def test_the_parse_batch_shrinks_at_many_labels_and_large_features():
     assert data.parse_batch(28) == split_lib.PARSE_BATCH
-    assert data.parse_batch(100_000) * 100_000 <= split_lib.PARSE_BATCH_LABEL_ENTRIES
+    assert data.parse_batch(100_000) * 100_000 * 4 <= split_lib.PARSE_BATCH_BYTES
     assert data.parse_batch(10**7) == 16
+    image_bytes = 224 * 224 * 3 * 4
+    images = data.parse_batch(20, image_bytes)
+    assert 100 <= images and images * (image_bytes + 80) <= split_lib.PARSE_BATCH_BYTES
 
 
 def test_a_streamed_shuffle_block_is_bounded_in_bytes(caplog):

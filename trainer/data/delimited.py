@@ -340,7 +340,8 @@ class Reader:
 
     def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
         del in_order  # Lines are read in order at no extra cost.
-        return read(files, self.layout, self.label_names, parse_batch(len(self.label_names)), record_shard)
+        batch_size = parse_batch(len(self.label_names), 4 * len(self.layout.feature_columns))
+        return read(files, self.layout, self.label_names, batch_size, record_shard)
 
 
 def open_reader(config: DataConfig, flag: str, files: List[str], data_format: str, allow_unlabelled: bool) -> Reader:

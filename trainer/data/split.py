@@ -16,14 +16,18 @@ from trainer import paths
 from trainer.data.sparse_labels import SparseLabels, dense_row
 from trainer.errors import UserError
 
-PARSE_BATCH = 1024  # Records a reader parses at once (vectorised), before the examples are unbatched.
-PARSE_BATCH_LABEL_ENTRIES = 1 << 24  # A parsed batch's labels are dense: at most 64 MB of them.
+# Records a reader parses at once (vectorised), before the examples are unbatched. Text streams 12%
+# faster parsed and tokenised 4,096 at a time than 1,024 (docs/benchmarks.md#input-throughput).
+PARSE_BATCH = 4096
+PARSE_BATCH_BYTES = 64 << 20  # A parsed batch's dense labels and fixed-size features: at most 64 MB.
 
 
-def parse_batch(num_labels: int) -> int:
-    """Records a reader parses at once: PARSE_BATCH, fewer at many labels (a parsed record's labels
-    are dense until the examples are batched or kept sparse in memory: 400 KB at 100,000 labels)."""
-    return max(16, min(PARSE_BATCH, PARSE_BATCH_LABEL_ENTRIES // max(num_labels, 1)))
+def parse_batch(num_labels: int, example_bytes: int = 0) -> int:
+    """Records a reader parses at once: PARSE_BATCH, fewer where a parsed batch would pass
+    PARSE_BATCH_BYTES. A parsed record's labels are dense until the examples are batched or kept
+    sparse in memory (400 KB at 100,000 labels); `example_bytes` counts its fixed-size features
+    (a decoded 224 x 224 image is 600 KB)."""
+    return max(16, min(PARSE_BATCH, PARSE_BATCH_BYTES // max(4 * num_labels + example_bytes, 1)))
 
 
 @dataclasses.dataclass(frozen=True)

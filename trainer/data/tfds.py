@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer.data import in_memory
 from trainer.data.labels import Stats
 from trainer.data.split import parse_batch
 from trainer.errors import UserError
@@ -84,7 +85,9 @@ class Reader:
         del files, in_order  # No files of its own; TFDS keeps its order.
         count, index = record_shard
         shard = self.examples.shard(count, index) if count > 1 else self.examples
-        return shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE).batch(parse_batch(len(self.label_names)))
+        converted = shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE)
+        features_spec, _ = converted.element_spec
+        return converted.batch(parse_batch(len(self.label_names), in_memory.example_bytes(features_spec) or 0))
 
     def check(self) -> Stats:
         """The checking pass: the adapter made the labels, so only counting is left."""

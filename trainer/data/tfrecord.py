@@ -337,13 +337,17 @@ class Reader:
     def check(self) -> Stats:
         return check(self.files, self.layout, len(self.label_names))
 
+    def _feature_bytes(self) -> int:
+        """Bytes of one parsed record's fixed-size features: float32 features and the decoded image."""
+        return 4 * self.layout.num_features + (4 * 3 * self.image_size**2 if self.layout.image else 0)
+
     def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
         return read(
             files,
             self.layout,
             len(self.label_names),
             self.image_size,
-            parse_batch(len(self.label_names)),
+            parse_batch(len(self.label_names), self._feature_bytes()),
             record_shard,
             in_order,
         )
