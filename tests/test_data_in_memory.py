@@ -37,6 +37,9 @@ def test_a_file_split_within_the_budget_is_in_memory_and_one_above_it_is_streame
     streamed = data.load_split(DataConfig(in_memory_budget_mb=0), "train", path, seed=0)
     assert streamed.arrays is None and streamed.read_part is not None
     assert "--train_data: streamed from the files (--in_memory_budget_mb=0)" in caplog.text
+    # Only a streamed split is told that its numbers are parsed every epoch, and what streams faster.
+    assert caplog.text.count("16 numeric columns are parsed from text every epoch") == 1
+    assert "TFRecord shards (python -m trainer.prepare)" in caplog.text
     # The same examples, in file order, with the same counts and spec.
     rows = [(f["features"].numpy(), y.numpy()) for f, y in streamed.examples]
     assert np.array_equal(np.stack([r[0] for r in rows]), loaded.arrays[0]["features"])
