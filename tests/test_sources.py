@@ -22,7 +22,7 @@ from helpers import (
     write_text_formats,
 )
 
-from trainer import data
+from trainer import data, prepare
 from trainer.config import DataConfig
 from trainer.data import split as split_lib
 from trainer.data import text, tfrecord
@@ -117,6 +117,23 @@ def test_decoded_images_are_parsed_in_batches_bounded_in_bytes(tmp_path, monkeyp
     monkeypatch.setattr(split_lib, "PARSE_BATCH_BYTES", 20 * per_record)
     config = DataConfig(image_size=8, in_memory_budget_mb=0)
     split = data.load_split(config, "train", str(tmp_path / "images.tfrecord"), 0)
+    sizes = [int(labels.shape[0]) for _, labels in split.read_part(split_lib.WHOLE)]
+    assert sizes == [20, 20, 10]
+
+
+@pytest.mark.parametrize("data_format", ["tsv", "tfrecord"])
+def test_long_texts_are_parsed_in_batches_bounded_in_bytes(tmp_path, monkeypatch, data_format):
+    """4,096 documents of 100 KB would be 400 MB a parsed batch: the checking pass counts the texts'
+    bytes and the reader parses fewer at a time."""
+    names = write_lines(tmp_path / "names.txt", ["a", "b"])
+    rows = [f"{'w' * 996} {i:03d}\t{i % 2}" for i in range(50)]  # 1,000 bytes of text each.
+    path = write_lines(tmp_path / "long.tsv", rows)
+    if data_format == "tfrecord":
+        prepare.prepare(DataConfig(label_names=names), path, str(tmp_path / "shards"), num_shards=1, name="long")
+        path = str(tmp_path / "shards" / "long-*.tfrecord")
+    config = DataConfig(label_names=names, in_memory_budget_mb=0)
+    monkeypatch.setattr(split_lib, "PARSE_BATCH_BYTES", 20 * (1000 + 4 * 2))
+    split = data.load_split(config, "train", path, 0)
     sizes = [int(labels.shape[0]) for _, labels in split.read_part(split_lib.WHOLE)]
     assert sizes == [20, 20, 10]
 

@@ -208,6 +208,7 @@ def check(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> S
     stats = Stats.zeros(len(label_names))
     for text, label_ids, _, unknown_ids in rows(files, layout, label_names):
         stats.add(label_ids, empty_text=layout.text >= 0 and not text.strip(), unknown_ids=unknown_ids)
+        stats.text_bytes += len(text.encode("utf-8"))
     return stats
 
 
@@ -338,9 +339,11 @@ class Reader:
     def check(self) -> Stats:
         return check(self.files, self.layout, self.label_names)
 
-    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+    def read(
+        self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
+    ) -> tf.data.Dataset:
         del in_order  # Lines are read in order at no extra cost.
-        batch_size = parse_batch(len(self.label_names), 4 * len(self.layout.feature_columns))
+        batch_size = parse_batch(len(self.label_names), 4 * len(self.layout.feature_columns) + text_bytes)
         return read(files, self.layout, self.label_names, batch_size, record_shard)
 
 

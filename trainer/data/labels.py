@@ -83,6 +83,7 @@ class Stats:
     empty_texts: int = 0
     unknown_counts: Optional[np.ndarray] = None  # int64 [num_labels]: unknown entries (zeros when None).
     all_unknown: int = 0  # Examples whose every label is unknown (kept; they add nothing to the loss).
+    text_bytes: int = 0  # UTF-8 bytes of all the texts: what bounds a parsed batch of long documents.
 
     def __post_init__(self):
         if self.unknown_counts is None:
@@ -95,6 +96,10 @@ class Stats:
     @property
     def num_unknown(self) -> int:
         return int(self.unknown_counts.sum())
+
+    def mean_text_bytes(self) -> int:
+        """UTF-8 bytes of an example's text, on average (0 without text)."""
+        return self.text_bytes // max(self.num_examples, 1)
 
     def add(self, label_ids: Iterable[int], empty_text: bool = False, unknown_ids: Iterable[int] = ()) -> None:
         """One example; `label_ids` (on) and `unknown_ids` are valid ids (a repeated id counts once)."""

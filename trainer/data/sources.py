@@ -39,10 +39,14 @@ class Reader(Protocol):
     def check(self) -> Stats:
         """Reads every record once; raises UserError naming the first bad one; counts."""
 
-    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+    def read(
+        self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
+    ) -> tf.data.Dataset:
         """Batches (features, multi-hot labels float32 [B, num_labels]) of `files` (a subset of
         `self.files`), keeping records (or blocks) index, index + count, ... for `record_shard`
-        (count, index). `in_order=False` allows a faster order (TFRecord: blocks of records)."""
+        (count, index). `in_order=False` allows a faster order (TFRecord: blocks of records).
+        `text_bytes` (an example's text, on average) makes a parsed batch of long documents
+        smaller (split.parse_batch)."""
 
 
 def match_files(flag: str, pattern: str) -> List[str]:
@@ -126,7 +130,8 @@ def load_split(
     if isinstance(reader, synthetic.Reader):  # In memory: data.train_batches gathers batches from the arrays.
         return from_arrays(reader.features, reader.labels, reader.label_names, reader.vocab_size)
 
-    batches = reader.read(reader.files, (1, 0), in_order=True)
+    text_bytes = stats.mean_text_bytes()
+    batches = reader.read(reader.files, (1, 0), in_order=True, text_bytes=text_bytes)
     if "text" not in batches.element_spec[0]:
         tokenizer, vocabulary = None, ()
     elif tokenizer is not None:
@@ -153,9 +158,9 @@ def load_split(
     def read_part(part: Part) -> tf.data.Dataset:
         """One Part's model inputs, for training, in batches as parsed."""
         if part.by_file:
-            return inputs(reader.read(reader.files[part.index :: part.count], (1, 0), in_order=False))
+            return inputs(reader.read(reader.files[part.index :: part.count], (1, 0), False, text_bytes))
         # A record at a time when split: blocks would leave a worker without any on a small split.
-        return inputs(reader.read(reader.files, (part.count, part.index), in_order=part.count > 1))
+        return inputs(reader.read(reader.files, (part.count, part.index), part.count > 1, text_bytes))
 
     logging.info(
         "%s=%s: %d examples, %d labels, %.2f labels per example%s.",

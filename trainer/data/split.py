@@ -19,14 +19,14 @@ from trainer.errors import UserError
 # Records a reader parses at once (vectorised), before the examples are unbatched. Text streams 12%
 # faster parsed and tokenised 4,096 at a time than 1,024 (docs/benchmarks.md#input-throughput).
 PARSE_BATCH = 4096
-PARSE_BATCH_BYTES = 64 << 20  # A parsed batch's dense labels and fixed-size features: at most 64 MB.
+PARSE_BATCH_BYTES = 64 << 20  # A parsed batch's dense labels, features and texts: at most 64 MB.
 
 
 def parse_batch(num_labels: int, example_bytes: int = 0) -> int:
     """Records a reader parses at once: PARSE_BATCH, fewer where a parsed batch would pass
     PARSE_BATCH_BYTES. A parsed record's labels are dense until the examples are batched or kept
-    sparse in memory (400 KB at 100,000 labels); `example_bytes` counts its fixed-size features
-    (a decoded 224 x 224 image is 600 KB)."""
+    sparse in memory (400 KB at 100,000 labels); `example_bytes` counts its features (a decoded
+    224 x 224 image is 600 KB) and text (long documents)."""
     return max(16, min(PARSE_BATCH, PARSE_BATCH_BYTES // max(4 * num_labels + example_bytes, 1)))
 
 

@@ -130,8 +130,10 @@ class Reader:
         """Nothing to check (the data is made valid); counts only."""
         return Stats(self.labels.sum(axis=0).astype(np.int64), num_examples=len(self.labels))
 
-    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
-        del files, in_order  # No files; one order.
+    def read(
+        self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
+    ) -> tf.data.Dataset:
+        del files, in_order, text_bytes  # No files; one order; token ids, no text.
         examples = tf.data.Dataset.from_tensor_slices((self.features, self.labels))
         return examples.shard(*record_shard).batch(parse_batch(self.labels.shape[1]))
 

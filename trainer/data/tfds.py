@@ -81,13 +81,16 @@ class Reader:
     label_names: List[str]
     files: Tuple[str, ...] = ()
 
-    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+    def read(
+        self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
+    ) -> tf.data.Dataset:
         del files, in_order  # No files of its own; TFDS keeps its order.
         count, index = record_shard
         shard = self.examples.shard(count, index) if count > 1 else self.examples
         converted = shard.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE)
         features_spec, _ = converted.element_spec
-        return converted.batch(parse_batch(len(self.label_names), in_memory.example_bytes(features_spec) or 0))
+        example_bytes = (in_memory.example_bytes(features_spec) or 0) + text_bytes
+        return converted.batch(parse_batch(len(self.label_names), example_bytes))
 
     def check(self) -> Stats:
         """The checking pass: the adapter made the labels, so only counting is left."""

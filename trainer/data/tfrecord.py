@@ -131,21 +131,23 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
         non_finite = tf.zeros([0], tf.bool)
         if layout.num_features:
             non_finite = tf.logical_not(tf.math.is_finite(parsed[FEATURES].flat_values))
-        empty = tf.zeros([], tf.int64)
+        empty = text_bytes = tf.zeros([], tf.int64)
         if layout.text:
             blank = tf.strings.length(tf.strings.strip(parsed[TEXT].flat_values)) == 0
             empty = tf.reduce_sum(tf.cast(blank, tf.int64))
-        return lengths, labels, mask, non_finite, empty
+            text_bytes = tf.reduce_sum(tf.cast(tf.strings.length(parsed[TEXT].flat_values), tf.int64))
+        return lengths, labels, mask, non_finite, empty, text_bytes
 
     for path in files:
         first = 0
         try:
             batches = tf.data.TFRecordDataset(path).batch(batch_size).map(summarise)
-            for lengths, labels, mask, non_finite, empty in batches:
+            for lengths, labels, mask, non_finite, empty, text_bytes in batches:
                 lengths = {key: value.numpy() for key, value in lengths.items()}
                 _check_batch(path, first, lengths, labels.numpy(), mask.numpy(), layout, num_labels, stats)
                 _check_finite(path, first, lengths, non_finite.numpy())
                 stats.empty_texts += int(empty)
+                stats.text_bytes += int(text_bytes)
                 first += len(next(iter(lengths.values())))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             if LABEL_MASK in e.message and "types" in e.message:
@@ -341,13 +343,15 @@ class Reader:
         """Bytes of one parsed record's fixed-size features: float32 features and the decoded image."""
         return 4 * self.layout.num_features + (4 * 3 * self.image_size**2 if self.layout.image else 0)
 
-    def read(self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool) -> tf.data.Dataset:
+    def read(
+        self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
+    ) -> tf.data.Dataset:
         return read(
             files,
             self.layout,
             len(self.label_names),
             self.image_size,
-            parse_batch(len(self.label_names), self._feature_bytes()),
+            parse_batch(len(self.label_names), self._feature_bytes() + text_bytes),
             record_shard,
             in_order,
         )
