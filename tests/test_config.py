@@ -53,6 +53,19 @@ def test_resuming_with_a_different_model_names_the_setting():
     assert trained.model.dropout == 0.3  # What eval, predict and export rebuild.
 
 
+def test_eval_takes_the_trained_runs_loss_and_data_whatever_its_flags_say():
+    """An evaluation reports the loss the run trained with, and only a model of the synthetic problem
+    evaluates it by default (config.effective_eval_data)."""
+    saved = valid(
+        loss=LossConfig(loss="focal", focal_gamma=3.0),
+        data=DataConfig(train_data="train.csv"),
+    )
+    evaluating = dataclasses.replace(valid(), mode="eval")
+    adopted = config_lib.adopt_trained_settings(evaluating, config_lib.to_json(saved))
+    assert (adopted.loss.loss, adopted.loss.focal_gamma) == ("focal", 3.0)
+    assert adopted.data.train_data == "train.csv" and config_lib.effective_eval_data(adopted) == ""
+
+
 @pytest.mark.parametrize(
     "mode, train_data, eval_data, test_data, expected",
     [

@@ -26,7 +26,14 @@ def trained(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("trained"))
     # Dropout, which the eval runs below do not pass: a Dropout layer shifts the layers after it, so
     # they must rebuild the trained model from its config.json, not from their own flags.
-    flags = ["--train_steps=20", "--eval_every_steps=10", "--test_data=synthetic", "--dropout=0.2"]
+    # And a loss the eval runs do not pass either, whose figure they must report as training did.
+    flags = [
+        "--train_steps=20",
+        "--eval_every_steps=10",
+        "--test_data=synthetic",
+        "--dropout=0.2",
+        "--loss=weighted_bce",
+    ]
     check_ok(run_trainer(TINY + flags + [f"--model_dir={model_dir}"]))
     return model_dir
 
@@ -48,6 +55,7 @@ def test_an_eval_run_changes_no_file_that_training_wrote(trained):
             assert written["split"] == split and written["step"] == 20
             # Same checkpoint, data and thresholds: the same figures.
             assert abs(written["macro"]["f1"] - by_training["macro"]["f1"]) < 1e-9
+            assert abs(written["loss"] - by_training["loss"]) < 1e-6
         before = after
 
 

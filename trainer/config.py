@@ -7,6 +7,7 @@ fields and builds the `Config` back; everything else receives it (or one of its 
 
 import dataclasses
 import json
+import math
 import os
 from typing import Callable, Tuple, Union
 
@@ -344,6 +345,7 @@ def _choice(flag: str, value: str, choices: Tuple[str, ...]) -> None:
 
 def _positive(flag: str, value: float) -> None:
     _require(value > 0, f"--{flag} must be positive, got {value}.")
+    _require(math.isfinite(value), f"--{flag} must be finite, got {value}.")
 
 
 def validate(config: Config) -> Config:
@@ -397,6 +399,10 @@ def validate(config: Config) -> Config:
         "keep_checkpoints",
     ):
         _positive(flag, getattr(train, flag))
+    _require(
+        data.in_memory_budget_mb >= 0,
+        f"--in_memory_budget_mb must be >= 0 (0 = always stream), got {data.in_memory_budget_mb}.",
+    )
     _require(
         train.checkpoint_every_seconds >= 0,
         f"--checkpoint_every_seconds must be >= 0 (0 = off), got {train.checkpoint_every_seconds}.",
@@ -530,7 +536,7 @@ def check_resumable(saved_json: str, config: Config) -> None:
 
 def adopt_trained_settings(config: Config, saved_json: str) -> Config:
     """`config` with the model-shaping settings of the run that wrote `saved_json` (its config.json),
-    so that eval, predict and export rebuild exactly the model that was trained."""
+    so that eval, predict and export rebuild exactly the model that was trained, and its loss."""
     saved = json.loads(saved_json)
     sections = {}
     for section, keys in _CHECKPOINT_SHAPING.items():
@@ -538,4 +544,14 @@ def adopt_trained_settings(config: Config, saved_json: str) -> Config:
         if "hidden_units" in values:
             values["hidden_units"] = tuple(values["hidden_units"])
         sections[section] = dataclasses.replace(getattr(config, section), **values)
+    # The loss, so that an evaluation reports the loss the run trained with (trainer.losses).
+    known = {field.name for field in dataclasses.fields(LossConfig)}
+    sections["loss"] = dataclasses.replace(
+        config.loss, **{key: value for key, value in saved.get("loss", {}).items() if key in known}
+    )
+    # What the model was trained on: `effective_eval_data` evaluates the synthetic problem by default
+    # only for a model trained on it, never a model of real data (whose inputs it would not fit).
+    trained_on = saved.get("data", {}).get("train_data")
+    if trained_on:
+        sections["data"] = dataclasses.replace(sections["data"], train_data=trained_on)
     return dataclasses.replace(config, **sections)

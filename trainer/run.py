@@ -5,7 +5,9 @@ The order inside `setup` is the point of it:
 1. the strategy, before any other TensorFlow call (it may split the CPU into logical devices);
 2. the configuration check: training refuses to resume a different model; the other modes
    rebuild the model that was trained from its config.json, whatever model flags they got;
-3. the data: the first split read defines the inputs, labels and vocabulary; the others match it;
+3. the data: a trained run's input_spec.json (resume, eval, predict), else the first split read,
+   defines the inputs, labels and vocabulary; every split must match them (data.matching), and a
+   resume needs the training data it started with;
 4. model, optimizer and step, inside the strategy scope;
 5. the train iterator, before the restore, since its position is in the checkpoint;
 6. the restore, in the resume order: this model_dir's checkpoint, else --init_checkpoint's
@@ -41,7 +43,7 @@ from trainer import (
 from trainer import config as config_lib
 from trainer import train as train_lib
 from trainer.config import Config
-from trainer.data import holdout, labels, text
+from trainer.data import holdout, text
 from trainer.errors import UserError
 from trainer.reporting import Reporter, read_thresholds
 
@@ -94,26 +96,34 @@ SPLITS = {
 }
 
 
-def _load_splits(config: Config, vocabulary) -> Dict[str, data.Split]:
-    """The splits `config.mode` reads, by name; every one must have the labels of the first."""
+def _load_splits(config: Config, vocabulary, trained: Optional[data.InputSpec]) -> Dict[str, data.Split]:
+    """The splits `config.mode` reads, by name. Each must fit the model's inputs: those of the
+    trained model (`trained`: a resume, eval or predict), else those of the first split read."""
     flags = {
         "train": config.data.train_data,
         "eval": config_lib.effective_eval_data(config),
         "test": config.data.test_data,
     }
+    if trained is None:
+        fix = "give every split the same labels and columns, in the same order (--label_names)."
+    elif _training(config):
+        fix = "resume with the data the run started with, or use a new --model_dir."
+    else:
+        fix = (
+            f"give it the model's labels and columns, in their order ({paths.input_spec(config.model_dir)} lists them)."
+        )
     splits: Dict[str, data.Split] = {}
     tokenizer = hub.tokenizer_for(config)  # A hub_text preset's own; None: the run's vocabulary.
     for name in SPLITS[config.mode]:
         if not flags[name]:
             continue
-        first = next(iter(splits.values()), None)
-        vocabulary = first.spec.vocabulary if first else vocabulary
-        split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary, tokenizer)
-        if first is not None and split.spec.label_names != first.spec.label_names:
-            raise UserError(
-                f"--{name}_data has labels {labels.shorten(split.spec.label_names, 4)} but the model is built "
-                f"for {labels.shorten(first.spec.label_names, 4)}; give every split the same labels (--label_names)."
-            )
+        first = next(iter(splits.items()), None)
+        vocabulary = first[1].spec.vocabulary if first else vocabulary
+        split = data.load_split(config.data, name, flags[name], config.train.seed, vocabulary, tokenizer, trained)
+        if trained is not None:
+            data.check_same_inputs(split.spec, trained, f"--{name}_data", f"the model in {config.model_dir}", fix)
+        elif first is not None:
+            data.check_same_inputs(split.spec, first[1].spec, f"--{name}_data", f"--{first[0]}_data", fix)
         splits[name] = split
     if config.mode == "train_and_eval" and "eval" not in splits and config.data.threshold_holdout > 0:
         splits["train"], splits["eval"] = holdout.split(
@@ -148,7 +158,11 @@ def setup(config: Config) -> Run:
         init_prefix = checkpoint.find_init_checkpoint(train.init_checkpoint)
     own_vocabulary = text.read_vocabulary(config.model_dir)
     vocabulary = own_vocabulary or (text.read_vocabulary(paths.run_directory(init_prefix)) if init_prefix else ())
-    splits = _load_splits(config, vocabulary)
+    saved_spec = data.read_saved(config.model_dir) if has_checkpoint else None
+    trained = data.read_spec(config.model_dir, vocabulary) if saved_spec is not None else None
+    splits = _load_splits(config, vocabulary, trained)
+    if training and saved_spec is not None:
+        data.check_resume(saved_spec, splits["train"], config.model_dir)
     if config.mode == "export":  # No data: the model is rebuilt from what training saved.
         spec = data.read_spec(config.model_dir, vocabulary)
     elif not splits:
@@ -174,7 +188,8 @@ def setup(config: Config) -> Run:
         average = averaging.WeightAverage(model.trainable_variables, train.ema_decay) if train.ema_decay else None
     config = hub.xla_fallback(config, model)
     train = config.train
-    positive_fraction = train_split.positive_fraction() if training else None
+    # Eval and predict report the loss the run trained with: weighted_bce weights by the training data.
+    positive_fraction = train_split.positive_fraction() if training else data.read_positive_fraction(config.model_dir)
     loss_fn = losses.LOSSES[config.loss.loss](config.loss, positive_fraction)
 
     # 5. The train iterator. With several workers each saves its own position: even when all read
@@ -359,4 +374,5 @@ MODES: Dict[str, Callable[[Run], None]] = {
 
 def run(config: Config) -> None:
     """Runs `config.mode` to completion; raises UserError / TrainingFailed / Preempted."""
+    paths.check_writable(config.model_dir)
     MODES[config.mode](setup(config))

@@ -8,6 +8,7 @@
     synthetic.py  the embedded synthetic problem (in memory)
     labels.py     label names (--label_names, labels.txt), counts, short label lists for messages
     sparse_labels.py  the labels of in-memory splits, kept as their non-zero entries
+    matching.py   whether a split fits the model's inputs (labels, columns, shapes) and a resume its data
     in_memory.py  whether a split fits --in_memory_budget_mb, and loading it once into arrays
     holdout.py    --threshold_holdout: an eval split held out of the training data
     text.py       tokenizer and vocabulary
@@ -17,6 +18,7 @@ data imports only trainer.config, trainer.distribute (Topology) and trainer.erro
 loop, steps, models, checkpoint, evaluation or reporting.
 """
 
+from trainer.data.matching import check_resume, check_same_inputs, read_saved
 from trainer.data.pipeline import eval_batches, reads_own_part, replica_batch, train_batches, worker_part
 from trainer.data.sources import Reader, file_format, load_split, match_files
 from trainer.data.split import (
@@ -26,6 +28,7 @@ from trainer.data.split import (
     Split,
     from_arrays,
     parse_batch,
+    read_positive_fraction,
     read_spec,
     read_train_label_counts,
     write_spec,
@@ -34,6 +37,8 @@ from trainer.data.split import (
 __all__ = [
     "WHOLE",
     "InputSpec",
+    "check_resume",
+    "check_same_inputs",
     "Part",
     "Reader",
     "Split",
@@ -43,6 +48,8 @@ __all__ = [
     "parse_batch",
     "load_split",
     "match_files",
+    "read_positive_fraction",
+    "read_saved",
     "read_spec",
     "read_train_label_counts",
     "reads_own_part",

@@ -20,6 +20,7 @@ same way (data.cells follows decode_csv's quoting rules), which tests/test_sourc
 `Reader` is the data.sources reader of delimited files.
 """
 
+import collections
 import dataclasses
 import math
 import re
@@ -30,7 +31,7 @@ import tensorflow as tf
 from trainer.config import DataConfig
 from trainer.data.cells import BOM, WHITESPACE, numbered_lines, split_cells
 from trainer.data.labels import Stats, find_names, read_names, require_labels, shorten
-from trainer.data.split import parse_batch
+from trainer.data.split import InputSpec, parse_batch
 from trainer.errors import UserError
 
 DELIMITERS = {"tsv": "\t", "csv": ","}
@@ -58,8 +59,13 @@ class Layout:
         return repr(self.header[index]) if self.header else f"{index + 1}"
 
 
-def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: str) -> Layout:
-    """Reads the first line of the first file with one and decides what each column holds."""
+def inspect(
+    files: Sequence[str], data_format: str, config: DataConfig, flag: str, model_columns: Sequence[str] = ()
+) -> Layout:
+    """Reads the first line of the first file with one and decides what each column holds.
+
+    `model_columns`, the numeric columns of a trained model, make a header that names them all a
+    header even without label columns: data to predict on."""
     delimiter = DELIMITERS[data_format]
     first = next((line for path in files for _, line in numbered_lines(path)), None)
     if first is None:
@@ -68,7 +74,8 @@ def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: st
     names = tuple(c.strip() for c in cells)
     prefix = config.label_columns_prefix
     label_columns = tuple(i for i, n in enumerate(names) if prefix and n.startswith(prefix))
-    if not (label_columns or config.text_column in names or config.labels_column in names):
+    unlabelled_numbers = bool(model_columns) and set(model_columns) <= set(names)
+    if not (label_columns or unlabelled_numbers or config.text_column in names or config.labels_column in names):
         if config.ignore_columns:
             raise UserError(
                 f"--ignore_columns names header columns but {files[0]} has no header; add one, or drop the flag."
@@ -85,8 +92,15 @@ def inspect(files: Sequence[str], data_format: str, config: DataConfig, flag: st
     label_columns = tuple(i for i in label_columns if i not in ignored)
     text = names.index(config.text_column) if config.text_column in names else -1
     text = -1 if text in ignored else text
-    if label_columns:
+    if label_columns or unlabelled_numbers:
         features = tuple(i for i in range(len(names)) if i not in label_columns and i != text and i not in ignored)
+        used = [names[i] for i in label_columns + features]
+        twice = sorted(name for name, count in collections.Counter(used).items() if count > 1)
+        if twice:
+            raise UserError(
+                f"{files[0]}: the header names the column {twice[0]!r} more than once; give every label and feature "
+                "column its own name (or leave one out with --ignore_columns)."
+            )
         return Layout(delimiter, names, len(names), text, label_columns=label_columns, feature_columns=features)
     if text < 0:
         raise UserError(
@@ -131,7 +145,10 @@ def _label_value(cell: str, where: str, column: str) -> Optional[bool]:
         value = math.nan
     if value not in (0.0, 1.0):
         shown = value if not math.isnan(value) else repr(cell.strip())
-        raise UserError(f"{where}: label column {column} holds {shown}, not 0 or 1.")
+        raise UserError(
+            f"{where}: label column {column} holds {shown}, not 0 or 1; write 0 or 1, or leave the cell empty when the "
+            "label is unknown."
+        )
     return value == 1.0
 
 
@@ -301,8 +318,16 @@ def read(
     return lines.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _label_names(config: DataConfig, flag: str, files: List[str], layout: Layout, allow_unlabelled: bool) -> List[str]:
-    """The label names of delimited `files`: from the header's label columns, else --label_names or labels.txt."""
+def _label_names(
+    config: DataConfig,
+    flag: str,
+    files: List[str],
+    layout: Layout,
+    allow_unlabelled: bool,
+    model_label_names: Sequence[str] = (),
+) -> List[str]:
+    """The label names of delimited `files`: from the header's label columns, else --label_names or
+    labels.txt; a file of numeric columns alone (to predict on) has the model's, `model_label_names`."""
     if layout.label_columns:
         label_names = [layout.header[i][len(config.label_columns_prefix) :] for i in layout.label_columns]
         if config.label_names and read_names(config.label_names) != label_names:
@@ -316,6 +341,9 @@ def _label_names(config: DataConfig, flag: str, files: List[str], layout: Layout
         if not layout.feature_columns and layout.text < 0:
             raise UserError(f"{files[0]} has label columns but no feature or text column; add the inputs.")
         return label_names
+    if layout.feature_columns:  # A header with the model's numeric columns and no label columns.
+        require_labels(flag, allow_unlabelled, f"{files[0]} has no {config.label_columns_prefix} columns, so no labels")
+        return list(model_label_names)
     label_names = find_names(config.label_names, files)
     if label_names is None:
         raise UserError(
@@ -339,6 +367,10 @@ class Reader:
     def check(self) -> Stats:
         return check(self.files, self.layout, self.label_names)
 
+    def feature_names(self) -> Tuple[str, ...]:
+        """The header names of the numeric feature columns, in order; () without a header."""
+        return tuple(self.layout.header[c] for c in self.layout.feature_columns) if self.layout.header else ()
+
     def read(
         self, files: Sequence[str], record_shard: Tuple[int, int], in_order: bool, text_bytes: int = 0
     ) -> tf.data.Dataset:
@@ -347,7 +379,16 @@ class Reader:
         return read(files, self.layout, self.label_names, batch_size, record_shard)
 
 
-def open_reader(config: DataConfig, flag: str, files: List[str], data_format: str, allow_unlabelled: bool) -> Reader:
-    """Reads the layout of delimited `files` and their label names; also used by trainer.prepare."""
-    layout = inspect(files, data_format, config, flag)
-    return Reader(tuple(files), layout, _label_names(config, flag, files, layout, allow_unlabelled))
+def open_reader(
+    config: DataConfig,
+    flag: str,
+    files: List[str],
+    data_format: str,
+    allow_unlabelled: bool,
+    model: Optional[InputSpec] = None,
+) -> Reader:
+    """Reads the layout of delimited `files` and their label names; also used by trainer.prepare.
+    `model`: the inputs of a trained model, whose numeric columns alone make a file to predict on."""
+    model_columns, model_labels = (model.feature_names, model.label_names) if model else ((), ())
+    layout = inspect(files, data_format, config, flag, model_columns)
+    return Reader(tuple(files), layout, _label_names(config, flag, files, layout, allow_unlabelled, model_labels))

@@ -15,7 +15,7 @@ are streamed every epoch. The synthetic problem is made in memory.
 
 import dataclasses
 import os
-from typing import List, Protocol, Sequence, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -52,6 +52,10 @@ class Reader(Protocol):
 def match_files(flag: str, pattern: str) -> List[str]:
     """The files `pattern` (a path or glob, local or remote) names, sorted; at least one."""
     files = sorted(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+    if not files and tf.io.gfile.isdir(pattern):
+        raise UserError(
+            f"{flag}={pattern} is a directory; give its files as a quoted glob, e.g. '{pattern.rstrip('/')}/*.csv'."
+        )
     if not files:
         raise UserError(
             f"{flag}={pattern} matches no file; check the path (quote a glob so that the trainer, not the shell, "
@@ -73,8 +77,11 @@ def file_format(flag: str, files: Sequence[str], data_format: str) -> str:
     return EXTENSIONS[extension]
 
 
-def open_reader(config: DataConfig, split: str, path: str, seed: int) -> Tuple[Reader, str]:
-    """The reader of `path` (a --<split>_data flag), and how to describe it in the log."""
+def open_reader(
+    config: DataConfig, split: str, path: str, seed: int, model: Optional[InputSpec] = None
+) -> Tuple[Reader, str]:
+    """The reader of `path` (a --<split>_data flag), and how to describe it in the log. `model`, the
+    inputs of a trained model, lets a delimited file to predict on hold its feature columns alone."""
     flag = f"--{split}_data"
     if path == "synthetic":
         return synthetic.open_reader(config, split, seed), path
@@ -86,21 +93,29 @@ def open_reader(config: DataConfig, split: str, path: str, seed: int) -> Tuple[R
     if data_format == "tfrecord":
         reader = tfrecord.open_reader(config, flag, files, allow_unlabelled)
     else:
-        reader = delimited.open_reader(config, flag, files, data_format, allow_unlabelled)
+        reader = delimited.open_reader(config, flag, files, data_format, allow_unlabelled, model)
     return reader, f"{path} ({len(files)} {data_format} file{'s' if len(files) > 1 else ''})"
 
 
 def load_split(
-    config: DataConfig, split: str, path: str, seed: int, vocabulary: Tuple[str, ...] = (), tokenizer=None
+    config: DataConfig,
+    split: str,
+    path: str,
+    seed: int,
+    vocabulary: Tuple[str, ...] = (),
+    tokenizer=None,
+    model: Optional[InputSpec] = None,
 ) -> Split:
     """Loads `path` (a --*_data flag) for `split` ("train", "eval" or "test").
 
     `vocabulary` is the run's (saved in the model dir, or built from the training split); text
     sources other than the training split need it. `tokenizer` (strings [B] -> int32 [B, T]),
-    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset).
+    when given, turns text into `tokens` instead, with no vocabulary (hub_text's preset). `model`
+    is the inputs of the trained model, when there is one (see `open_reader`); the caller checks
+    that the split fits them (data.matching).
     """
     flag = f"--{split}_data"
-    reader, described = open_reader(config, split, path, seed)
+    reader, described = open_reader(config, split, path, seed, model)
     stats = reader.check()
     if stats.num_examples == 0:
         raise UserError(f"{flag}={path} holds no examples; point it at a non-empty split.")
@@ -174,7 +189,8 @@ def load_split(
     unbatched = examples(batches)
     features_spec, _ = unbatched.element_spec
     specs = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in features_spec.items()}
-    spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary))
+    feature_names = reader.feature_names() if isinstance(reader, delimited.Reader) else ()
+    spec = InputSpec(specs, list(reader.label_names), len(vocabulary), tuple(vocabulary), feature_names)
     label_entries = int(stats.label_counts.sum() + stats.unknown_counts.sum())
     if in_memory.fits(flag, stats.num_examples, features_spec, label_entries, config.in_memory_budget_mb):
         # The same parse as the stream, once: the arrays hold what streaming would yield, in file order.

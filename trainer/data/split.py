@@ -51,6 +51,8 @@ class InputSpec:
     label_names: List[str]
     vocab_size: int = 0  # For integer `tokens`: ids are in [0, vocab_size), 0 is padding.
     vocabulary: Tuple[str, ...] = ()  # Term of each token id, for text sources (data.text); else ().
+    # The header names of the numeric columns in `features`, in order (delimited files); else ().
+    feature_names: Tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -110,10 +112,16 @@ def write_spec(model_dir: str, spec: InputSpec, train_split: Optional[Split] = N
     ranking figures of later eval-only runs."""
     features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
     saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
+    if spec.feature_names:
+        saved.update(feature_columns=list(spec.feature_names))
     if train_split is not None and train_split.num_examples > 0:
         saved.update(
-            train_label_counts=[int(c) for c in train_split.label_counts], num_train_examples=train_split.num_examples
+            train_label_counts=[int(c) for c in train_split.label_counts],
+            num_train_examples=train_split.num_examples,
+            train_in_memory=train_split.arrays is not None,  # The checkpoint's data position depends on it.
         )
+        if train_split.unknown_counts is not None and train_split.unknown_counts.any():
+            saved.update(train_unknown_counts=[int(c) for c in train_split.unknown_counts])
     return paths.atomic_write(paths.input_spec(model_dir), json.dumps(saved))
 
 
@@ -128,6 +136,17 @@ def read_train_label_counts(model_dir: str) -> Optional[Tuple[np.ndarray, int]]:
     return np.asarray(saved["train_label_counts"], np.int64), int(saved["num_train_examples"])
 
 
+def read_positive_fraction(model_dir: str) -> Optional[np.ndarray]:
+    """Per label, the training split's positives over its known entries, as `write_spec` saved them
+    (Split.positive_fraction: what --loss=weighted_bce weights by); None if not saved."""
+    counts = read_train_label_counts(model_dir)
+    if counts is None:
+        return None
+    saved = json.loads(paths.read_text(paths.input_spec(model_dir)))
+    unknown = np.asarray(saved.get("train_unknown_counts", 0), np.int64)
+    return counts[0] / np.maximum(counts[1] - unknown, 1)
+
+
 def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
     """The InputSpec `write_spec` saved in `model_dir`, with the run's `vocabulary`."""
     path = paths.input_spec(model_dir)
@@ -139,4 +158,6 @@ def read_spec(model_dir: str, vocabulary: Tuple[str, ...]) -> InputSpec:
         name: tf.TensorSpec(feature["shape"], tf.as_dtype(feature["dtype"]), name=name)
         for name, feature in saved["features"].items()
     }
-    return InputSpec(specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary))
+    return InputSpec(
+        specs, saved["label_names"], saved["vocab_size"], tuple(vocabulary), tuple(saved.get("feature_columns", ()))
+    )
