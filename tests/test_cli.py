@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 from helpers import TINY, check_ok, error_line, read_metrics, run_trainer, train_losses
@@ -21,6 +22,8 @@ TWO_WORKERS = json.dumps(
         ([], None, "--model_dir is required"),
         (["--model_dir=X", "--hidden_units=a,b"], None, "--hidden_units=a,b must be integers"),
         (["--model_dir=X", "--train_steps=0"], None, "--train_steps must be positive"),
+        (["--model_dir=X", "--learning_rate=inf"], None, "--learning_rate must be finite, got inf"),
+        (["--model_dir=X", "--in_memory_budget_mb=-1"], None, "--in_memory_budget_mb must be >= 0"),
         (["--model_dir=X", "--strategy=tpu"], None, "needs --tpu"),
         (["--model_dir=X"], {"TF_CONFIG": "{oops"}, "TF_CONFIG is not valid JSON"),
         (["--model_dir=X"], {"TF_CONFIG": json.dumps({"task": {"type": "worker", "index": 0}})}, 'no "cluster"'),
@@ -37,6 +40,31 @@ def test_bad_flags_and_tf_config_exit_1_with_one_line(tmp_path, args, env, fragm
     result = run_trainer(args, env=env)
     assert result.returncode == 1, result.stderr[-2000:]
     assert fragment in error_line(result)
+
+
+def test_a_model_dir_that_cannot_be_written_is_one_line_before_any_work(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me\n")
+    result = run_trainer(TINY + [f"--model_dir={afile}", "--train_steps=10"])
+    assert result.returncode == 1
+    assert f"--model_dir={afile} is a file; give a directory" in error_line(result)
+    assert afile.read_text() == "keep me\n"
+
+    run_dir = tmp_path / "run"
+    check_ok(run_trainer(TINY + [f"--model_dir={run_dir}", "--train_steps=10"]))
+    before = sorted(os.listdir(run_dir))
+    # Immutable: unwritable even for root, which permissions do not stop.
+    if subprocess.run(["chattr", "+i", str(run_dir)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here (needs CAP_LINUX_IMMUTABLE)")
+    try:
+        for mode in ("train_and_eval", "eval", "predict", "export"):
+            flags = [f"--mode={mode}", "--train_steps=20", "--test_data=synthetic"]
+            result = run_trainer(TINY + [f"--model_dir={run_dir}"] + flags)
+            assert result.returncode == 1, (mode, result.stderr[-2000:])
+            assert f"--model_dir={run_dir} is not writable (Operation not permitted)" in error_line(result), mode
+        assert sorted(os.listdir(run_dir)) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(run_dir)], check=True)
 
 
 def test_flagfile_is_read_and_help_lists_every_trainer_flag(tmp_path):

@@ -63,8 +63,8 @@ def test_ignore_columns_must_name_header_columns(tmp_path, ignore, lines, messag
     [
         # An empty cell means unknown (partially labelled data); spaces are a mistake.
         ("1, ,0", "e.csv:3: label column 'label:a' holds only spaces; write 0 or 1, or leave the cell empty"),
-        ("1,x,0", "e.csv:3: label column 'label:a' holds 'x', not 0 or 1."),
-        ("1,2,0", "e.csv:3: label column 'label:a' holds 2.0, not 0 or 1."),
+        ("1,x,0", "e.csv:3: label column 'label:a' holds 'x', not 0 or 1; write 0 or 1"),
+        ("1,2,0", "e.csv:3: label column 'label:a' holds 2.0, not 0 or 1; write 0 or 1"),
     ],
 )
 def test_label_cells_must_hold_0_or_1_or_nothing(tmp_path, row, message):
@@ -72,6 +72,33 @@ def test_label_cells_must_hold_0_or_1_or_nothing(tmp_path, row, message):
     with pytest.raises(UserError) as error:
         data.load_split(DataConfig(), "train", path, seed=0)
     assert str(error.value).startswith(str(tmp_path / message))
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    """Two columns of one name could not be told apart when a later split is matched by name."""
+    for header in ("f0,label:a,label:a", "f0,f0,label:a"):
+        path = write_lines(tmp_path / "twice.csv", [header, "1,1,0"])
+        name = header.split(",")[1]
+        with pytest.raises(UserError, match=f"the header names the column '{name}' more than once"):
+            data.load_split(DataConfig(), "train", path, seed=0)
+
+
+def test_a_compressed_file_a_directory_and_a_bad_label_names_file_are_named_as_such(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "data.csv", "wt") as f:
+        f.write("f0,label:a\n1,1\n")
+    with pytest.raises(UserError, match="data.csv is gzip-compressed; decompress it"):
+        data.load_split(DataConfig(), "train", str(tmp_path / "data.csv"), seed=0)
+    with pytest.raises(UserError, match=r"is a directory; give its files as a quoted glob, e.g. '.*/\*.csv'"):
+        data.load_split(DataConfig(), "train", str(tmp_path), seed=0)
+    texts = write_lines(tmp_path / "texts.tsv", ["some text\t0"])
+    with pytest.raises(UserError, match="--label_names=.* is a directory; point it at a file"):
+        data.load_split(DataConfig(label_names=str(tmp_path)), "train", texts, seed=0)
+    with gzip.open(tmp_path / "names.txt", "wt") as f:
+        f.write("a\n")
+    with pytest.raises(UserError, match="--label_names=.*names.txt is not UTF-8 text"):
+        data.load_split(DataConfig(label_names=str(tmp_path / "names.txt")), "train", texts, seed=0)
 
 
 @pytest.mark.parametrize("cell", ["inf", "-inf", "nan", "NaN", "Infinity"])

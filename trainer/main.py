@@ -31,8 +31,12 @@ def _fail(code: int, message: str) -> None:
     _exit(code, f"error: {message}")
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:300]
+
+
 def _describe_failure(error: Exception) -> str:
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    first_line = _first_line(error)
     if type(error).__name__ in ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError"):
         return (
             f"lost contact with another worker ({type(error).__name__}: {first_line}); restart the whole "
@@ -56,6 +60,12 @@ def main(argv) -> None:
     except TrainingFailed as e:
         _fail(EXIT_TRAINING_FAILED, str(e))
     except Exception as e:  # Not the user's input: exit 2 so an orchestrator may restart the job.
+        # Except a file the trainer was given but may not read or write (tf.io.gfile's error or Python's).
+        if isinstance(e, PermissionError) or type(e).__name__ == "PermissionDeniedError":
+            _fail(
+                EXIT_USER_ERROR,
+                f"permission denied: {_first_line(e)}; give the trainer access to its data and --model_dir.",
+            )
         logging.exception("Training failed")
         _fail(EXIT_TRAINING_FAILED, _describe_failure(e))
     logging.info("Done.")

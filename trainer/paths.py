@@ -16,9 +16,12 @@ completes, so there the file is written in place.
 
 import contextlib
 import os
+import tempfile
 from typing import Iterator, TextIO
 
 import tensorflow as tf
+
+from trainer.errors import UserError
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -90,6 +93,29 @@ def run_directory(checkpoint_prefix: str) -> str:
 
 def is_remote(path: str) -> bool:
     return "://" in path
+
+
+def check_writable(model_dir: str) -> None:
+    """Raises UserError unless the local `model_dir` is a directory this process can write in, or
+    can be made one; before anything is read, so a run that could not save stops at once. Object
+    storage is not probed: its first write fails with the storage's own message."""
+    if is_remote(model_dir):
+        return
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserError(f"--model_dir={model_dir} is a file; give a directory (a new one, or a run's).")
+    fix = "give a directory this user can write to."
+    if os.path.isdir(model_dir):
+        try:  # A real write: permissions, read-only mounts and immutable directories all fail it.
+            with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".mltrain-write-test-"):
+                pass
+        except OSError as e:
+            raise UserError(f"--model_dir={model_dir} is not writable ({e.strerror}); {fix}")
+        return
+    parent = os.path.dirname(os.path.abspath(model_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--model_dir={model_dir} cannot be created: {parent} is not a writable directory; {fix}")
 
 
 @contextlib.contextmanager

@@ -62,7 +62,12 @@ def train(run) -> None:
             if nan_rollbacks >= train_config.max_nan_rollbacks or not run.checkpoints.roll_back():
                 raise TrainingFailed(
                     f"loss is {loss} in {bad_steps}; lower --learning_rate, set --clip_norm, check the data "
-                    f"of that range, or allow --max_nan_rollbacks. Checkpoints are in {run.checkpoints.directory}."
+                    "of that range, or allow --max_nan_rollbacks. "
+                    + (
+                        f"Checkpoints are in {run.checkpoints.directory}."
+                        if run.checkpoints.manager.latest_checkpoint
+                        else "No checkpoint was written before it."
+                    )
                 )
             nan_rollbacks += 1
             current = int(run.step.numpy())

@@ -52,6 +52,9 @@ def split_cells(line: str, delimiter: str, where: str) -> List[str]:
         raise UserError(f"{where}: {e}.")
 
 
+GZIP_MAGIC = b"\x1f\x8b"  # The first two bytes of every gzip file.
+
+
 def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
     """(line number, line) of each non-blank line, its end removed as tf.data.TextLineDataset does."""
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -61,6 +64,10 @@ def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
+                if number == 1 and raw.startswith(GZIP_MAGIC):
+                    raise UserError(
+                        f"{path} is gzip-compressed; decompress it (gunzip) and point the flag at the result."
+                    )
                 raise UserError(f"{path}:{number} is not UTF-8 text; re-encode the file as UTF-8.")
             if number == 1 and line.startswith(BOM):
                 line = line[1:]

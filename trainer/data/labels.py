@@ -33,10 +33,14 @@ def shorten(items: Iterable[str], limit: int = SHOWN) -> str:
 
 def read_names(path: str, flag: str = "--label_names") -> List[str]:
     """The label names in `path`; raises UserError for a missing file, blank lines or duplicates."""
-    if not tf.io.gfile.exists(path):
-        raise UserError(f"{flag}={path} does not exist; point it at a file with one label name a line.")
-    with tf.io.gfile.GFile(path, "r") as f:
-        lines = f.read().splitlines()
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        missing = "is a directory" if tf.io.gfile.exists(path) else "does not exist"
+        raise UserError(f"{flag}={path} {missing}; point it at a file with one label name a line.")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        try:
+            lines = f.read().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"{flag}={path} is not UTF-8 text; it must be a text file with one label name a line.")
     while lines and not lines[-1].strip():
         lines.pop()
     names = [line.strip() for line in lines]
