@@ -67,6 +67,13 @@ def test_a_model_dir_that_cannot_be_written_is_one_line_before_any_work(tmp_path
         subprocess.run(["chattr", "-i", str(run_dir)], check=True)
 
 
+def test_a_batch_larger_than_the_training_data_trains_with_a_warning(tmp_path):
+    flags = ["--synthetic_train_examples=40", "--train_steps=10", f"--model_dir={tmp_path / 'run'}"]
+    result = check_ok(run_trainer(TINY + flags))  # TINY's batch is 64.
+    assert "--global_batch_size=64 is larger than the 40 training examples" in result.stderr
+    assert "0 steps per epoch" in result.stderr
+
+
 def test_flagfile_is_read_and_help_lists_every_trainer_flag(tmp_path):
     recipe = tmp_path / "run.flags"
     recipe.write_text("# a recipe\n--hidden_units=16\n--train_steps=0\n")

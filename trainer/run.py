@@ -298,12 +298,21 @@ def _log_start(run: Run, restored: bool) -> None:
     current = int(run.step.numpy())
     if _training(config) and restored:
         logging.info("Resuming at step %d of %d from %s", current, train.train_steps, run.checkpoints.directory)
-    first = run.train_split or run.eval_split or run.test_split
-    num_examples = first.num_examples if first is not None else -1
-    steps_per_epoch = num_examples // topology.global_batch_size if num_examples > 0 else "unknown"
+    epoch = ""
+    if _training(config) and run.train_split.num_examples > 0:
+        num_examples = run.train_split.num_examples
+        epoch = f"; {num_examples // topology.global_batch_size} steps per epoch"
+        if num_examples < topology.global_batch_size:
+            logging.warning(
+                "--global_batch_size=%d is larger than the %d training examples: every batch holds some of them "
+                "twice or more; a batch of at most %d sees each once an epoch.",
+                topology.global_batch_size,
+                num_examples,
+                num_examples,
+            )
     logging.info(
-        "Strategy %s: %d replica(s) on %d worker(s), this is worker %d%s; global batch %d = %d per replica; "
-        "%s steps per epoch; precision %s; XLA %s; model %s, %d parameters; step %d%s.",
+        "Strategy %s: %d replica(s) on %d worker(s), this is worker %d%s; global batch %d = %d per replica%s; "
+        "precision %s; XLA %s; model %s, %d parameters; step %d%s.",
         type(run.strategy).__name__,
         topology.num_replicas,
         topology.num_workers,
@@ -311,7 +320,7 @@ def _log_start(run: Run, restored: bool) -> None:
         " (chief)" if topology.is_chief else "",
         topology.global_batch_size,
         topology.per_replica_batch_size,
-        steps_per_epoch,
+        epoch,
         train.mixed_precision,
         "on" if train.jit_compile else "off",
         config.model.model,
