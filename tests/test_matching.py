@@ -2,6 +2,7 @@
 columns missing, added or in another order, another feature width, other training data on a
 resume. And a file of the model's feature columns alone is something to predict on."""
 
+import dataclasses
 import json
 import os
 
@@ -64,12 +65,19 @@ def test_a_long_difference_is_cut_short():
 
 def test_a_resume_needs_the_examples_and_the_path_it_started_with():
     split = from_arrays({"features": np.zeros((10, 2), np.float32)}, np.zeros((10, 3), np.float32), ["a", "b", "c"])
-    matching.check_resume({"num_train_examples": 10, "train_in_memory": True}, split, "runs/x")
-    matching.check_resume({}, split, "runs/x")  # A run from before these were saved.
+    saved = {"num_train_examples": 10, "train_in_memory": True, "train_cached": False}
+    matching.check_resume(saved, split, "runs/x", cached=False)
+    matching.check_resume(saved, split, "runs/x", cached=True)  # In memory, there is nothing to cache.
+    matching.check_resume({}, split, "runs/x", cached=False)  # A run from before these were saved.
     with pytest.raises(UserError, match="gives 10 training examples but the run in runs/x started with 12"):
-        matching.check_resume({"num_train_examples": 12}, split, "runs/x")
+        matching.check_resume({"num_train_examples": 12}, split, "runs/x", cached=False)
+    streamed = dict(saved, train_in_memory=False)
     with pytest.raises(UserError, match=r"streamed its training data.*--in_memory_budget_mb as the run started \(0"):
-        matching.check_resume({"num_train_examples": 10, "train_in_memory": False}, split, "runs/x")
+        matching.check_resume(streamed, split, "runs/x", cached=False)
+    split = dataclasses.replace(split, arrays=None)  # Streamed, as far as the check can tell.
+    matching.check_resume(streamed, split, "runs/x", cached=False)
+    with pytest.raises(UserError, match="streamed its training data without --cache_train_data.*resume without it"):
+        matching.check_resume(streamed, split, "runs/x", cached=True)
 
 
 def rewrite_columns(source, target, order=None, rename=None, drop=(), rows=None):

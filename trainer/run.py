@@ -162,7 +162,7 @@ def setup(config: Config) -> Run:
     trained = data.read_spec(config.model_dir, vocabulary) if saved_spec is not None else None
     splits = _load_splits(config, vocabulary, trained)
     if training and saved_spec is not None:
-        data.check_resume(saved_spec, splits["train"], config.model_dir)
+        data.check_resume(saved_spec, splits["train"], config.model_dir, config.data.cache_train_data)
     if config.mode == "export":  # No data: the model is rebuilt from what training saved.
         spec = data.read_spec(config.model_dir, vocabulary)
     elif not splits:
@@ -244,7 +244,7 @@ def setup(config: Config) -> Run:
     # 7. What later runs of this model_dir read.
     if topology.is_chief and training:
         paths.atomic_write(paths.config(config.model_dir), config_lib.to_json(config) + "\n")
-        data.write_spec(config.model_dir, spec, train_split)
+        data.write_spec(config.model_dir, spec, train_split, config.data.cache_train_data)
         if spec.vocabulary and not own_vocabulary:
             logging.info("Wrote %s", text.write_vocabulary(config.model_dir, spec.vocabulary))
 

@@ -70,7 +70,8 @@ class Checkpoints:
         if errors:
             raise UserError(
                 f"no checkpoint in {self.directory} could be restored ({errors[0]}); the model or its settings "
-                "differ from the run that wrote them, or the files are damaged: use a new --model_dir."
+                "differ from the run that wrote them, or the files are damaged: resume with that run's flags, or use a "
+                "new --model_dir."
             )
         return None
 

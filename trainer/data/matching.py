@@ -80,10 +80,11 @@ def read_saved(model_dir: str) -> Optional[dict]:
     return json.loads(paths.read_text(path))
 
 
-def check_resume(saved: dict, train_split: Split, model_dir: str) -> None:
+def check_resume(saved: dict, train_split: Split, model_dir: str, cached: bool) -> None:
     """Raises UserError when `train_split` is not the training data the run in `model_dir` started
-    with, as far as its size and path (in memory or streamed) tell: the checkpoint's position in
-    the data (indices or a stream's offset) would point elsewhere, or not fit at all."""
+    with, as far as its size and path (in memory or streamed, `cached` or not) tell: the
+    checkpoint's position in the data (indices or a stream's offset) would point elsewhere, or not
+    fit at all."""
     before = saved.get("num_train_examples")
     fix = (
         "resume with the training data (and --threshold_holdout) the run started with, or start a new --model_dir "
@@ -102,4 +103,12 @@ def check_resume(saved: dict, train_split: Split, model_dir: str) -> None:
             f"the run in {model_dir} {held}, and its checkpoint's position in the data is saved that way, but this "
             f"run would {'hold it in memory' if in_memory else 'stream it'}; set --in_memory_budget_mb as the run "
             f"started ({'0 to stream' if not in_memory_before else 'large enough to hold it, the default if it fit'})."
+        )
+    cached_before = saved.get("train_cached")
+    cached = cached and not in_memory
+    if cached_before is not None and not in_memory and cached != cached_before:
+        raise UserError(
+            f"the run in {model_dir} streamed its training data {'with' if cached_before else 'without'} "
+            f"--cache_train_data, and its checkpoint's position in the data is saved that way; resume "
+            f"{'with' if cached_before else 'without'} it."
         )

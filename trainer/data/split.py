@@ -106,10 +106,11 @@ def from_arrays(
     )
 
 
-def write_spec(model_dir: str, spec: InputSpec, train_split: Optional[Split] = None) -> str:
+def write_spec(model_dir: str, spec: InputSpec, train_split: Optional[Split] = None, cached: bool = False) -> str:
     """Saves what the model was built from, so export can rebuild it without any data, and the
     training split's positives per label and examples (when known), for the propensity-scored
-    ranking figures of later eval-only runs."""
+    ranking figures of later eval-only runs, and how it was read (`cached`: --cache_train_data),
+    which a resume must repeat (data.matching.check_resume)."""
     features = {name: {"shape": list(s.shape), "dtype": s.dtype.name} for name, s in spec.feature_specs.items()}
     saved = {"features": features, "label_names": spec.label_names, "vocab_size": spec.vocab_size}
     if spec.feature_names:
@@ -118,7 +119,9 @@ def write_spec(model_dir: str, spec: InputSpec, train_split: Optional[Split] = N
         saved.update(
             train_label_counts=[int(c) for c in train_split.label_counts],
             num_train_examples=train_split.num_examples,
-            train_in_memory=train_split.arrays is not None,  # The checkpoint's data position depends on it.
+            # The checkpoint's position in the data is saved in the form these give it.
+            train_in_memory=train_split.arrays is not None,
+            train_cached=cached and train_split.arrays is None,  # --cache_train_data caches streamed splits only.
         )
         if train_split.unknown_counts is not None and train_split.unknown_counts.any():
             saved.update(train_unknown_counts=[int(c) for c in train_split.unknown_counts])
