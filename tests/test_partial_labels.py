@@ -450,7 +450,7 @@ def _bad_partial_inputs(folder):
         ),
         "label_mask of two types": (
             [f"--train_data={folder}/type.tfrecord", f"--label_names={names}"],
-            f"{folder}/type.tfrecord (after record 0): `label_mask` is not of the type of the first record's (int64)",
+            f"{folder}/type.tfrecord (records 0..4095): `label_mask` is not of the type of the first record's (int64)",
         ),
     }
 

@@ -64,15 +64,77 @@ def test_text_shards_read_back_in_input_order_with_labels_and_statistics(tmp_pat
     np.testing.assert_array_equal(prepared_labels, labels)
 
 
-def test_numeric_csv_and_more_shards_than_examples(tmp_path):
+def test_numeric_csv_and_as_many_shards_as_examples_but_not_more(tmp_path):
     rows = example_rows()[:3]
     source = write_numeric_formats(tmp_path, rows)["csv"]
     out = str(tmp_path / "prepared")
-    prepare.prepare(DataConfig(), source, out, num_shards=5, name="train")
+    # An empty shard would leave a worker reading by file with nothing (it spun, waited for).
+    with pytest.raises(UserError, match="--num_shards=5 is more than the 3 examples: a shard would be empty"):
+        prepare.prepare(DataConfig(), source, out, num_shards=5, name="train")
+    assert not os.path.exists(out)
+    prepare.prepare(DataConfig(), source, out, num_shards=3, name="train")
     _, features, labels = _in_order(source)
     _, prepared_features, prepared_labels = _in_order(os.path.join(out, "train-*.tfrecord"))
     np.testing.assert_array_equal(prepared_features["features"], features["features"])
     np.testing.assert_array_equal(prepared_labels, labels)
+
+
+def test_a_new_run_replaces_the_shards_of_its_name_and_a_failed_one_leaves_them(tmp_path, monkeypatch):
+    source = write_text_formats(tmp_path, example_rows())["goemotions_tsv"]
+    out = tmp_path / "prepared"
+    prepare.prepare(DataConfig(), source, str(out), num_shards=4)
+    (out / "other-00000-of-00001.tfrecord").write_bytes(b"")  # Another name's: never touched.
+    # Fewer shards: the four old ones would be read by a glob beside the two new ones, every row twice.
+    prepare.prepare(DataConfig(), source, str(out), num_shards=2)
+    assert sorted(os.listdir(out)) == sorted(
+        ["go-00000-of-00002.tfrecord", "go-00001-of-00002.tfrecord", "go-stats.json", "labels.txt"]
+        + ["other-00000-of-00001.tfrecord"]
+    )
+    assert _in_order(str(out / "go-*.tfrecord"))[0].num_examples == NUM_EXAMPLES
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    # A run that fails while writing (here: the disk fills up) leaves the previous output whole.
+    from trainer.data import tfrecord
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tfrecord, "make_example", full_disk)
+    with pytest.raises(OSError):
+        prepare.prepare(DataConfig(), source, str(out), num_shards=4)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+def test_a_truncated_shard_is_named_as_such(tmp_path):
+    source = write_text_formats(tmp_path, example_rows())["goemotions_tsv"]
+    out = tmp_path / "prepared"
+    prepare.prepare(DataConfig(), source, str(out), num_shards=1)
+    shard = out / "go-00000-of-00001.tfrecord"
+    shard.write_bytes(shard.read_bytes()[:-7])  # A copy cut short.
+    with pytest.raises(UserError, match=r"go-00000-of-00001.tfrecord \(records 0..4095\) is truncated or corrupt"):
+        data.load_split(DataConfig(), "train", str(shard), seed=0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_shards": 0}, "--num_shards must be in 1..10000, got 0."),
+        ({"num_shards": 20_000}, "--num_shards must be in 1..10000, got 20000."),
+        ({"name": "sub/x"}, "--name=sub/x must be a file name prefix, not a path"),
+        ({"name": ".."}, "--name=.. must be a file name prefix"),
+        ({"output_dir": "FILE"}, "--output_dir=FILE is a file; give a directory"),
+    ],
+)
+def test_bad_settings_are_one_line_before_anything_is_read(tmp_path, changes, message):
+    source = write_text_formats(tmp_path, example_rows())["goemotions_tsv"]
+    afile = tmp_path / "afile"
+    afile.write_text("keep\n")
+    settings = dict({"output_dir": str(tmp_path / "out"), "num_shards": 2, "name": ""}, **changes)
+    settings["output_dir"] = settings["output_dir"].replace("FILE", str(afile))
+    with pytest.raises(UserError) as raised:
+        prepare.prepare(DataConfig(), source, **settings)
+    assert str(raised.value).startswith(message.replace("FILE", str(afile)))
+    assert not (tmp_path / "out").exists() and afile.read_text() == "keep\n"
 
 
 def test_refuses_an_output_dir_with_other_label_names(tmp_path):

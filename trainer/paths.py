@@ -95,27 +95,27 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-def check_writable(model_dir: str) -> None:
-    """Raises UserError unless the local `model_dir` is a directory this process can write in, or
-    can be made one; before anything is read, so a run that could not save stops at once. Object
-    storage is not probed: its first write fails with the storage's own message."""
-    if is_remote(model_dir):
+def check_writable(directory: str, flag: str = "--model_dir") -> None:
+    """Raises UserError unless the local `directory` (what `flag` names) is a directory this process
+    can write in, or can be made one; called before anything is read, so a run that could not save
+    stops at once. Object storage is not probed: its first write fails with the storage's own message."""
+    if is_remote(directory):
         return
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise UserError(f"--model_dir={model_dir} is a file; give a directory (a new one, or a run's).")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UserError(f"{flag}={directory} is a file; give a directory (a new one, or one this tool wrote).")
     fix = "give a directory this user can write to."
-    if os.path.isdir(model_dir):
+    if os.path.isdir(directory):
         try:  # A real write: permissions, read-only mounts and immutable directories all fail it.
-            with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".mltrain-write-test-"):
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".mltrain-write-test-"):
                 pass
         except OSError as e:
-            raise UserError(f"--model_dir={model_dir} is not writable ({e.strerror}); {fix}")
+            raise UserError(f"{flag}={directory} is not writable ({e.strerror}); {fix}")
         return
-    parent = os.path.dirname(os.path.abspath(model_dir))
+    parent = os.path.dirname(os.path.abspath(directory))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--model_dir={model_dir} cannot be created: {parent} is not a writable directory; {fix}")
+        raise UserError(f"{flag}={directory} cannot be created: {parent} is not a writable directory; {fix}")
 
 
 @contextlib.contextmanager

@@ -13,6 +13,11 @@ writes, under --output_dir (local or object storage):
 <name> is --name, by default the input's file name without its extension. Every row is checked
 as the trainer checks it, before anything is written: a bad row means exit code 1, one line on
 stderr, and no output.
+
+Shards are written under temporary names and renamed once all are complete, so an interrupted or
+failed run leaves the previous output of the same name as it was (and `*.tmp-<pid>` files, which
+no `*.tfrecord` glob reads). A new run replaces it whole: shards of the same name with another
+--num_shards are removed, since a glob would read them alongside the new ones.
 """
 
 import json
@@ -43,8 +48,20 @@ DATA_FLAGS = ("data_format", "label_names", "text_column", "labels_column", "lab
 config_flags.define_flags(FLAGS, DataConfig, names=DATA_FLAGS)
 
 
+# Every shard is an open file while the input is dealt out to them.
+MAX_SHARDS = 10_000
+
+
 def shard_paths(output_dir: str, name: str, num_shards: int):
     return [os.path.join(output_dir, f"{name}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+
+
+def _stale_shards(output_dir: str, name: str, shards: List[str]) -> List[str]:
+    """Shards of `name` an earlier run wrote with another --num_shards."""
+    import tensorflow as tf
+
+    pattern = os.path.join(output_dir, f"{name}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord")
+    return sorted(set(tf.io.gfile.glob(pattern)) - set(shards))
 
 
 def prepare(
@@ -56,8 +73,11 @@ def prepare(
     from trainer import paths
     from trainer.data import delimited, labels, sources, tfrecord
 
-    if num_shards < 1:
-        raise UserError(f"--num_shards must be positive, got {num_shards}.")
+    if not 1 <= num_shards <= MAX_SHARDS:
+        raise UserError(f"--num_shards must be in 1..{MAX_SHARDS}, got {num_shards}.")
+    if name and (name != os.path.basename(name) or name in (".", "..")):
+        raise UserError(f"--name={name} must be a file name prefix, not a path; the shards go in --output_dir.")
+    paths.check_writable(output_dir, "--output_dir")
     files = sources.match_files(flag, pattern)
     data_format = sources.file_format(flag, files, config.data_format)
     if data_format == "tfrecord":
@@ -67,6 +87,11 @@ def prepare(
     stats = reader.check()  # First, so a bad row leaves nothing behind.
     if stats.num_examples == 0:
         raise UserError(f"{flag}={pattern} holds no examples; point it at a non-empty file.")
+    if num_shards > stats.num_examples:
+        raise UserError(
+            f"--num_shards={num_shards} is more than the {stats.num_examples} examples: a shard would be empty, and "
+            f"a worker given only empty shards would have nothing to train on; use at most {stats.num_examples}."
+        )
     names_path = os.path.join(output_dir, labels.LABELS_FILE)
     if tf.io.gfile.exists(names_path) and labels.read_names(names_path) != label_names:
         raise UserError(f"{names_path} holds other label names than {files[0]}; use another --output_dir.")
@@ -74,15 +99,28 @@ def prepare(
     name = name or os.path.splitext(os.path.basename(files[0]))[0]
     tf.io.gfile.makedirs(output_dir)
     shards = shard_paths(output_dir, name, num_shards)
-    writers = [tf.io.TFRecordWriter(path) for path in shards]
+    temporary = [f"{path}.tmp-{os.getpid()}" for path in shards]
+    writers = [tf.io.TFRecordWriter(path) for path in temporary]
     try:
-        for i, (text, label_ids, features, unknown_ids) in enumerate(delimited.rows(files, layout, label_names)):
-            text = text if layout.text >= 0 else None
-            example = tfrecord.make_example(text, label_ids, features, unknown_ids, len(label_names))
-            writers[i % num_shards].write(example)
+        try:
+            for i, (text, label_ids, features, unknown_ids) in enumerate(delimited.rows(files, layout, label_names)):
+                text = text if layout.text >= 0 else None
+                example = tfrecord.make_example(text, label_ids, features, unknown_ids, len(label_names))
+                writers[i % num_shards].write(example)
+        finally:
+            for writer in writers:
+                writer.close()
+        for path, final in zip(temporary, shards):
+            tf.io.gfile.rename(path, final, overwrite=True)
     finally:
-        for writer in writers:
-            writer.close()
+        for path in temporary:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
+    stale = _stale_shards(output_dir, name, shards)
+    for path in stale:
+        tf.io.gfile.remove(path)
+    if stale:
+        print(f"Removed {len(stale)} shards of {name} that an earlier run wrote with another --num_shards.")
     labels.write_names(names_path, label_names)
     summary = dict(stats.summary(label_names), source=pattern, files=[os.path.basename(p) for p in shards])
     paths.atomic_write(os.path.join(output_dir, f"{name}-stats.json"), json.dumps(summary, indent=2) + "\n")
@@ -100,6 +138,10 @@ def main(argv) -> None:
         )
     except UserError as e:
         _fail(str(e))
+    except Exception as e:  # A file it may not read or write is the user's to fix, not a crash.
+        if not (isinstance(e, PermissionError) or type(e).__name__ == "PermissionDeniedError"):
+            raise
+        _fail(f"permission denied: {str(e).strip().splitlines()[0]}; give it access to --input and --output_dir.")
     print(
         f"Wrote {summary['num_examples']} examples to {len(summary['files'])} shards in {FLAGS.output_dir}: "
         f"{summary['num_labels']} labels, {summary['label_cardinality']:.3f} labels per example"

@@ -150,14 +150,21 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
                 stats.text_bytes += int(text_bytes)
                 first += len(next(iter(lengths.values())))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            # Records are checked batch_size at a time: the bad one is in the batch after `first`.
+            where = f"{path} (records {first}..{first + batch_size - 1})"
             if LABEL_MASK in e.message and "types" in e.message:
                 raise UserError(
-                    f"{path} (after record {first}): `{LABEL_MASK}` is not of the type of the first record's "
+                    f"{where}: `{LABEL_MASK}` is not of the type of the first record's "
                     f"({layout.mask_dtype.name}); give every label_mask one type, float or int64."
                 )
+            if isinstance(e, tf.errors.DataLossError):
+                raise UserError(
+                    f"{where} is truncated or corrupt ({_reason(e)}); write it again (a `python -m trainer.prepare` "
+                    "that was stopped leaves no such shard: it writes them under temporary names)."
+                )
             raise UserError(
-                f"{path} (after record {first}) cannot be read as tf.train.Example records "
-                f"({_reason(e)}); see docs/data.md, 'TFRecord'. for the feature keys."
+                f"{where} cannot be read as tf.train.Example records ({_reason(e)}); see docs/data.md, 'TFRecord', "
+                "for the feature keys."
             )
     return stats
 
