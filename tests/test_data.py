@@ -8,6 +8,7 @@ from trainer import data
 from trainer.config import DataConfig
 from trainer.data import pipeline, tfrecord
 from trainer.distribute import Topology
+from trainer.errors import UserError
 
 
 def example_ids(num_examples):
@@ -71,6 +72,24 @@ def test_only_streamed_data_on_several_workers_without_deterministic_is_read_in_
         assert data.worker_part(streamed, topology) == data.Part(num_workers, 0, by_file)
     part = [int(f["features"][0]) for f, _ in streamed.read_part(data.Part(2, 0, by_file=True)).unbatch()]
     assert sorted(part) == [i for i in range(48) if i % 3 != 1]
+
+
+def test_no_worker_is_given_a_part_without_examples(tmp_path):
+    """By file, a worker given only empty files would wait forever for its first batch (a 2-worker
+    job on shards of 1 and 0 records spun at 100% CPU): such files are sharded by record instead."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id,label:a\n1,0\n2,1\n3,0\n")
+    (folder / "b.csv").write_text("id,label:a\n")  # Header only: no example.
+    split = data.load_split(DataConfig(in_memory_budget_mb=0), "train", str(folder / "*.csv"), seed=0)
+    assert split.file_examples == (3, 0)
+    topology = Topology(num_replicas=2, num_workers=2, worker_index=1, is_chief=False, global_batch_size=2)
+    part = data.worker_part(split, topology)
+    assert part == data.Part(2, 1, by_file=False)
+    assert [int(f["features"][0]) for f, _ in split.read_part(part).unbatch()] == [2]
+    three = Topology(num_replicas=4, num_workers=4, worker_index=0, is_chief=True, global_batch_size=4)
+    with pytest.raises(UserError, match="holds 3 examples, fewer than the 4 workers"):
+        data.worker_part(split, three)
 
 
 def test_cache_keeps_the_batches_of_the_stream(tmp_path):

@@ -189,8 +189,9 @@ def _label_ids(cell: str, index: Dict[str, int], where: str) -> Tuple[Tuple[int,
     return tuple(ids), tuple(unknown)
 
 
-def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> Iterator[Row]:
-    """Every record, checked; raises UserError naming the file and line of the first bad one."""
+def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str], first_file: str = "") -> Iterator[Row]:
+    """Every record, checked; raises UserError naming the file and line of the first bad one.
+    `first_file` is the file the layout was read from (default: files[0])."""
     index = {name: i for i, name in enumerate(label_names)}
     for path in files:
         lines = numbered_lines(path)
@@ -199,7 +200,9 @@ def rows(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> It
             if number > 1:  # The reader skips line 1 of each file, so the header must be there.
                 raise UserError(f"{path}:1 is blank; put the header on the first line.")
             if number and tuple(c.strip() for c in split_cells(line, layout.delimiter, f"{path}:1")) != layout.header:
-                raise UserError(f"{path}:1: the header differs from the one of {files[0]}; give all files the same.")
+                raise UserError(
+                    f"{path}:1: the header differs from the one of {first_file or files[0]}; give all files the same."
+                )
         for number, line in lines:
             where = f"{path}:{number}"
             cells = split_cells(line, layout.delimiter, where)
@@ -223,9 +226,12 @@ def check(files: Sequence[str], layout: Layout, label_names: Sequence[str]) -> S
     """The checking pass: counts examples, positives and unknowns per label and empty texts; raises at
     the first bad row."""
     stats = Stats.zeros(len(label_names))
-    for text, label_ids, _, unknown_ids in rows(files, layout, label_names):
-        stats.add(label_ids, empty_text=layout.text >= 0 and not text.strip(), unknown_ids=unknown_ids)
-        stats.text_bytes += len(text.encode("utf-8"))
+    for path in files:
+        before = stats.num_examples
+        for text, label_ids, _, unknown_ids in rows([path], layout, label_names, first_file=files[0]):
+            stats.add(label_ids, empty_text=layout.text >= 0 and not text.strip(), unknown_ids=unknown_ids)
+            stats.text_bytes += len(text.encode("utf-8"))
+        stats.file_examples.append(stats.num_examples - before)
     return stats
 
 

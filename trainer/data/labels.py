@@ -88,6 +88,8 @@ class Stats:
     unknown_counts: Optional[np.ndarray] = None  # int64 [num_labels]: unknown entries (zeros when None).
     all_unknown: int = 0  # Examples whose every label is unknown (kept; they add nothing to the loss).
     text_bytes: int = 0  # UTF-8 bytes of all the texts: what bounds a parsed batch of long documents.
+    # Examples in each file, in the reader's order (sharding by file must not leave a worker none).
+    file_examples: List[int] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if self.unknown_counts is None:

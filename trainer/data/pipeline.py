@@ -24,6 +24,7 @@ from trainer.data import in_memory
 from trainer.data.sparse_labels import SparseLabels, dense_rows
 from trainer.data.split import WHOLE, Part, Split, parse_batch
 from trainer.distribute import Topology
+from trainer.errors import UserError
 
 # A streamed split is shuffled a block at a time, and a block's labels are dense (400 KB an
 # example at 100,000 labels): --shuffle_buffer is lowered so that one block takes at most this
@@ -127,14 +128,25 @@ def reads_own_part(split: Split, topology: Topology, deterministic: bool) -> boo
 
 
 def worker_part(split: Split, topology: Topology) -> Part:
-    """This worker's part: by file when every worker gets at least one, else by record. Logged."""
+    """This worker's part: by file when every worker gets at least one file with examples, else by
+    record. Logged. A worker whose part held no example would wait forever for its first batch
+    (and the others for it), so that is refused."""
     count, index, num_files = topology.num_workers, topology.worker_index, len(split.files)
-    part = Part(count, index, by_file=num_files >= count)
+    if 0 <= split.num_examples < count:
+        raise UserError(
+            f"the training split holds {split.num_examples} examples, fewer than the {count} workers: each needs at "
+            "least one; use fewer workers, or more data."
+        )
+    by_file = num_files >= count
+    if by_file and split.file_examples:  # Empty files: by file, a worker could get only those.
+        by_file = all(sum(split.file_examples[i::count]) > 0 for i in range(count))
+    part = Part(count, index, by_file=by_file)
     if part.by_file:
         how = f"reads {len(split.files[index::count])} of {num_files} files (sharded by file)"
     else:
         what = f"{num_files} file{'s' if num_files != 1 else ''}" if num_files else "the TFDS split"
-        how = f"reads records {index}, {index + count}, ... of {what} (sharded by record: fewer files than workers)"
+        why = "fewer files than workers" if num_files < count else "some workers' files hold no examples"
+        how = f"reads records {index}, {index + count}, ... of {what} (sharded by record: {why})"
     logging.info("Input: worker %d of %d %s.", index, count, how)
     return part
 

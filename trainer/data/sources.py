@@ -214,6 +214,7 @@ def load_split(
         files=reader.files,
         read_part=read_part,
         unknown_counts=stats.unknown_counts,
+        file_examples=tuple(stats.file_examples),
     )
 
 

@@ -74,6 +74,7 @@ class Split:
     # from theirs where another is faster.
     read_part: Optional[Callable[[Part], tf.data.Dataset]] = None
     unknown_counts: Optional[np.ndarray] = None  # Unknown entries per label; None: none.
+    file_examples: Tuple[int, ...] = ()  # Streamed from files: the examples in each of `files`, when counted.
 
     def positive_fraction(self) -> np.ndarray:
         """Per label, positives over the examples where it is known (what weighted_bce weights by)."""

@@ -149,6 +149,7 @@ def check(files: Sequence[str], layout: Layout, num_labels: int, batch_size: int
                 stats.empty_texts += int(empty)
                 stats.text_bytes += int(text_bytes)
                 first += len(next(iter(lengths.values())))
+            stats.file_examples.append(first)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             # Records are checked batch_size at a time: the bad one is in the batch after `first`.
             where = f"{path} (records {first}..{first + batch_size - 1})"
