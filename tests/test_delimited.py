@@ -1,6 +1,7 @@
 """data.delimited: --ignore_columns, a UTF-8 byte-order mark, and the checks of label and feature
 cells (in-process, and through the real CLI where a user meets them)."""
 
+import os
 import re
 
 import numpy as np
@@ -90,6 +91,9 @@ def test_a_compressed_file_a_directory_and_a_bad_label_names_file_are_named_as_s
         f.write("f0,label:a\n1,1\n")
     with pytest.raises(UserError, match="data.csv is gzip-compressed; decompress it"):
         data.load_split(DataConfig(), "train", str(tmp_path / "data.csv"), seed=0)
+    os.rename(tmp_path / "data.csv", tmp_path / "data.csv.gz")
+    with pytest.raises(UserError, match="data.csv.gz is gzip-compressed; decompress it"):
+        data.load_split(DataConfig(), "train", str(tmp_path / "data.csv.gz"), seed=0)
     with pytest.raises(UserError, match=r"is a directory; give its files as a quoted glob, e.g. '.*/\*.csv'"):
         data.load_split(DataConfig(), "train", str(tmp_path), seed=0)
     texts = write_lines(tmp_path / "texts.tsv", ["some text\t0"])

@@ -69,6 +69,10 @@ def file_format(flag: str, files: Sequence[str], data_format: str) -> str:
     if data_format:
         return data_format
     extension = os.path.splitext(files[0])[1].lower()
+    if extension == ".gz":
+        raise UserError(
+            f"{flag}: {files[0]} is gzip-compressed; decompress it (gunzip) and point the flag at the result."
+        )
     if extension not in EXTENSIONS:
         raise UserError(
             f"{flag}: cannot tell the format of {files[0]} from its extension; name files .tsv, .csv or "
