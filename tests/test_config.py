@@ -64,6 +64,13 @@ def test_eval_takes_the_trained_runs_loss_and_data_whatever_its_flags_say():
     adopted = config_lib.adopt_trained_settings(evaluating, config_lib.to_json(saved))
     assert (adopted.loss.loss, adopted.loss.focal_gamma) == ("focal", 3.0)
     assert adopted.data.train_data == "train.csv" and config_lib.effective_eval_data(adopted) == ""
+    # Flags the user gave that the trained run's replace are named, so they do not silently do nothing.
+    given = dataclasses.replace(
+        evaluating, loss=LossConfig(loss="bce"), data=DataConfig(label_names="mine.txt", eval_data="dev.csv")
+    )
+    adopted = config_lib.adopt_trained_settings(given, config_lib.to_json(saved))
+    assert config_lib.ignored_settings(given, adopted) == [("label_names", "mine.txt", "")]
+    assert config_lib.ignored_settings(evaluating, adopted) == []
 
 
 @pytest.mark.parametrize(

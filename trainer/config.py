@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable, Tuple, Union
+from typing import Any, Callable, List, Tuple, Union
 
 from trainer.errors import UserError
 
@@ -555,3 +555,16 @@ def adopt_trained_settings(config: Config, saved_json: str) -> Config:
     if trained_on:
         sections["data"] = dataclasses.replace(sections["data"], train_data=trained_on)
     return dataclasses.replace(config, **sections)
+
+
+def ignored_settings(given: Config, adopted: Config) -> List[Tuple[str, Any, Any]]:
+    """(flag, value given, value used) of each setting the user gave that `adopt_trained_settings`
+    replaced: a flag that silently did nothing would mislead."""
+    ignored = []
+    for section in ("model", "train", "loss", "data"):
+        before, after = getattr(given, section), getattr(adopted, section)
+        for field in dataclasses.fields(before):
+            value, used = getattr(before, field.name), getattr(after, field.name)
+            if field.name != "train_data" and value != used and value != field.default:
+                ignored.append((field.name, value, used))
+    return ignored

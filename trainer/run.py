@@ -83,7 +83,17 @@ def _check_config(config: Config, has_checkpoint: bool) -> Config:
     if _training(config):
         config_lib.check_resumable(saved, config)
         return config
-    return config_lib.adopt_trained_settings(config, saved)
+    adopted = config_lib.adopt_trained_settings(config, saved)
+    for flag, given, used in config_lib.ignored_settings(config, adopted):
+        logging.warning(
+            "--%s=%s is ignored: --mode=%s rebuilds the trained model with the run's own --%s=%s (its config.json).",
+            flag,
+            given,
+            config.mode,
+            flag,
+            used,
+        )
+    return adopted
 
 
 # The splits each mode reads; the first one read defines the inputs, labels and vocabulary.
