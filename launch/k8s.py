@@ -5,12 +5,14 @@ every reference (pod subdomain, Service selector, claim, ServiceAccount) follows
 Then the run's image, worker count, restart budget and trainer flags are set on the workload:
 a Job, a JobSet or a TFJob. With a Kueue queue, the workload also gets the queue label and is
 created suspended, so it starts only when Kueue admits it. `render` prints the result; `apply`
-pipes it to `kubectl apply -f -`. Every setting is checked before anything is built or applied.
+pipes it to `kubectl apply -f -`. Every setting is checked before anything is applied: the run's
+own before kustomize runs, the names it makes and the restart budget before the result is printed.
 """
 
 import dataclasses
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -36,7 +38,25 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The queue's name is a label value and a LocalQueue's name at once: both hold only this.
 _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _MAX_LABEL_VALUE = 63
-_MAX_HOSTNAME = 63  # A pod hostname is one DNS label.
+_MAX_DNS_LABEL = 63  # Pod hostnames, subdomains and Service names are each one DNS label.
+# A namespace's name is an RFC 1123 label; a name prefix starts Service names (RFC 1035 labels): a letter first.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NAME_PREFIX = re.compile(r"^[a-z][-a-z0-9]*$")
+_MAX_INT32 = 2**31 - 1  # Kubernetes holds backoffLimit and maxRestarts in an int32.
+# A group restart can fail every worker once, so a Job's and a TFJob's budget counts pod failures.
+_PER_WORKER_LIMIT = "backoffLimit (--workers × --max-restarts)"
+# The OCI image reference grammar (github.com/distribution/reference), simplified to one check:
+# [HOST[:PORT]/]PATH[:TAG][@DIGEST], PATH's components lower-case letters and digits joined by . _ __ or -.
+_IMAGE_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"  # HOST[:PORT]/
+    rf"{_IMAGE_PATH_COMPONENT}(?:/{_IMAGE_PATH_COMPONENT})*"  # PATH
+    r"(?::\w[\w.-]{0,127})?"  # :TAG
+    r"(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$",  # @DIGEST, e.g. @sha256:<64 hex digits>
+    re.ASCII,
+)
+# Object storage (gs://, s3://, hdfs://) outlives the pod; file:// is the pod's own disk.
+_OBJECT_STORAGE = re.compile(r"^(?!file:)[a-z][a-z0-9+.-]*://[^/]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +95,6 @@ def overlays(k8s_dir: Path = K8S_DIR) -> List[str]:
 
 def kustomize(run: Run) -> str:
     """Builds the overlay through a throwaway kustomization that adds the prefix and namespace."""
-    if not (run.k8s_dir / "overlays").is_dir():
-        raise UserError(f"no k8s/overlays in {run.k8s_dir}: run from a source checkout or pass --k8s-dir.")
-    if run.overlay not in overlays(run.k8s_dir):
-        raise UserError(f"--overlay={run.overlay} does not exist; choose one of {', '.join(overlays(run.k8s_dir))}.")
     wrapper: Dict[str, object] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -132,17 +148,34 @@ def flag_value(flags: Sequence[str], name: str) -> Optional[str]:
 
 
 def _check_model_dir(template: dict, container: dict) -> None:
-    """model_dir must be on the claim: anything else is lost with the pod (or is read-only)."""
+    """model_dir must be on the claim or on object storage: anything else is lost with the pod (or is read-only)."""
+    model_dir = flag_value(container.get("args", []), "model_dir") or ""
+    if _OBJECT_STORAGE.match(model_dir):
+        return
     claims = {v["name"] for v in template["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
     mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", []) if m["name"] in claims]
-    model_dir = flag_value(container.get("args", []), "model_dir") or ""
     if not mounts:
-        raise UserError("the trainer container mounts no PersistentVolumeClaim: model_dir would be lost.")
-    if not any(model_dir.startswith(f"{mount}/") for mount in mounts):
+        raise UserError(
+            "the trainer container mounts no PersistentVolumeClaim: use a --model_dir on object storage (gs://...)."
+        )
+    # As the trainer will resolve it: /mnt/model/../../tmp/x is /tmp/x, off the claim.
+    path = posixpath.normpath(model_dir)
+    if not any(path.startswith(f"{mount}/") for mount in mounts):
         raise UserError(
             f"--model_dir={model_dir} is not on the model_dir volume: use a directory under "
-            f"{' or '.join(mounts)}, e.g. --model_dir={mounts[0]}/my-run."
+            f"{' or '.join(mounts)} (e.g. --model_dir={mounts[0]}/my-run) or on object storage (gs://...)."
         )
+
+
+def _restart_budget(run: Run, per_restart: int, field: str) -> int:
+    """--max-restarts in the workload's terms: failures one whole-group restart can cause × restarts."""
+    budget = per_restart * run.max_restarts
+    if budget > _MAX_INT32:
+        raise UserError(
+            f"--max-restarts={run.max_restarts} makes {field} {budget:,}, above Kubernetes' limit of "
+            f"{_MAX_INT32:,}: use --max-restarts={_MAX_INT32 // per_restart} or less."
+        )
+    return budget
 
 
 def _patch_workload(doc: dict, run: Run) -> None:
@@ -150,15 +183,15 @@ def _patch_workload(doc: dict, run: Run) -> None:
     spec = doc["spec"]
     if doc["kind"] == "Job":
         spec["completions"] = spec["parallelism"] = run.workers
-        spec["backoffLimit"] = run.workers * run.max_restarts  # A group restart fails up to every worker.
+        spec["backoffLimit"] = _restart_budget(run, run.workers, _PER_WORKER_LIMIT)
     elif doc["kind"] == "JobSet":
         for replicated_job in spec["replicatedJobs"]:
             replicated_job["template"]["spec"]["completions"] = run.workers
             replicated_job["template"]["spec"]["parallelism"] = run.workers
-        spec.setdefault("failurePolicy", {})["maxRestarts"] = run.max_restarts
+        spec.setdefault("failurePolicy", {})["maxRestarts"] = _restart_budget(run, 1, "maxRestarts")
     elif doc["kind"] == "TFJob":
         spec["tfReplicaSpecs"]["Worker"]["replicas"] = run.workers
-        spec.setdefault("runPolicy", {})["backoffLimit"] = run.workers * run.max_restarts
+        spec.setdefault("runPolicy", {})["backoffLimit"] = _restart_budget(run, run.workers, _PER_WORKER_LIMIT)
     if run.queue:
         # Kueue admits the workload that carries the label, then unsuspends it. Created suspended, it
         # cannot start before admission even where Kueue's webhook (which suspends it) is not in the path.
@@ -177,8 +210,17 @@ def _patch_workload(doc: dict, run: Run) -> None:
 
 def check(run: Run) -> None:
     """The run's own settings, checked before kustomize runs: a bad one applies nothing."""
+    if not (run.k8s_dir / "overlays").is_dir():
+        raise UserError(f"no k8s/overlays in {run.k8s_dir}: run from a source checkout or pass --k8s-dir.")
+    if run.overlay not in overlays(run.k8s_dir):
+        raise UserError(f"--overlay={run.overlay} does not exist; choose one of {', '.join(overlays(run.k8s_dir))}.")
     if not run.image:
         raise UserError("--image is required: the trainer image, e.g. REGISTRY/mltrain:TAG (see Dockerfile).")
+    if not _IMAGE.match(run.image):
+        raise UserError(
+            f"--image={run.image!r} is not an image reference [HOST[:PORT]/]PATH[:TAG][@DIGEST]: no spaces, PATH "
+            "in lower-case letters and digits joined by '.', '_' or '-', e.g. REGISTRY/mltrain:TAG (see Dockerfile)."
+        )
     minimum, maximum = WORKER_LIMITS.get(run.overlay, (1, MAX_INDEXED_WORKERS))
     if not minimum <= run.workers <= maximum:
         allowed = f"exactly {minimum}" if minimum == maximum else f"{minimum} to {maximum:,}"
@@ -191,18 +233,43 @@ def check(run: Run) -> None:
             f"letters, digits, '-' and '.', starting and ending with a letter or digit, at most "
             f"{_MAX_LABEL_VALUE} characters (`kubectl get localqueues` lists the queues)."
         )
-
-
-def _check_hostnames(doc: dict, run: Run) -> None:
-    """The last worker's hostname (`<job>-<index>`) must be a DNS label, or its pod cannot be created."""
-    name = doc["metadata"]["name"]
-    if doc["kind"] == "JobSet":
-        name = f"{name}-{doc['spec']['replicatedJobs'][0]['name']}-0"  # The child Job.
-    hostname = f"{name}-{run.workers - 1}"
-    if doc["kind"] != "TFJob" and len(hostname) > _MAX_HOSTNAME:
+    if run.name_prefix and not _NAME_PREFIX.match(run.name_prefix):
         raise UserError(
-            f"pod hostname {hostname!r} would be longer than {_MAX_HOSTNAME} characters; use a shorter --name-prefix."
+            f"--name-prefix={run.name_prefix!r} cannot start a Kubernetes name: use lower-case letters, digits "
+            "and '-', starting with a letter, e.g. exp1-."
         )
+    if run.namespace and (not _DNS_LABEL.match(run.namespace) or len(run.namespace) > _MAX_DNS_LABEL):
+        raise UserError(
+            f"--namespace={run.namespace!r} is not a namespace name: use lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit, at most {_MAX_DNS_LABEL} characters "
+            "(`kubectl get namespaces` lists them)."
+        )
+    if flag_value(run.trainer_flags, "model_dir") is None:
+        raise UserError(
+            "--model_dir is required after `--`, e.g. -- --model_dir=/mnt/model/run1: without it every run "
+            "uses the overlay's default directory and resumes whichever run wrote there before."
+        )
+
+
+def _check_names(docs: List[dict], workload: dict, run: Run) -> None:
+    """Every name Kubernetes holds in one DNS label (63 characters) must fit, or its object cannot be created."""
+    name = workload["metadata"]["name"]
+    if workload["kind"] == "JobSet":
+        name = f"{name}-{workload['spec']['replicatedJobs'][0]['name']}-0"  # The child Job.
+    if workload["kind"] == "TFJob":
+        # The Training Operator names worker i's pod and Service `<tfjob>-worker-<i>`.
+        names = [("worker Service", f"{name}-worker-{run.workers - 1}")]
+    else:
+        names = [("pod hostname", f"{name}-{run.workers - 1}")]  # The last worker's: `<job>-<index>`.
+    names += [("Service name", doc["metadata"]["name"]) for doc in docs if doc["kind"] == "Service"]
+    names += [("pod subdomain", t["spec"]["subdomain"]) for t in pod_templates(workload) if "subdomain" in t["spec"]]
+    if "subdomain" in workload["spec"].get("network", {}):  # A JobSet sets its pods' subdomain.
+        names.append(("pod subdomain", workload["spec"]["network"]["subdomain"]))
+    for what, value in names:
+        if len(value) > _MAX_DNS_LABEL:
+            raise UserError(
+                f"{what} {value!r} would be longer than {_MAX_DNS_LABEL} characters; use a shorter --name-prefix."
+            )
 
 
 def render(run: Run) -> str:
@@ -212,7 +279,7 @@ def render(run: Run) -> str:
     workloads = [doc for doc in docs if doc.get("kind") in ("Job", "JobSet", "TFJob")]
     if len(workloads) != 1:
         raise UserError(f"overlay {run.overlay} must hold exactly one Job, JobSet or TFJob, found {len(workloads)}.")
-    _check_hostnames(workloads[0], run)
+    _check_names(docs, workloads[0], run)
     _patch_workload(workloads[0], run)
     return yaml.safe_dump_all(docs, sort_keys=False)
 

@@ -1,15 +1,32 @@
 """`python -m launch` / `mllaunch`: run the trainer as a local multi-worker job, in a pod, or on Kubernetes."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+from typing import List
 
 from launch import k8s, local, pod
 from trainer.errors import EXIT_USER_ERROR, UserError
 
+# What to run, with the trainer's flags after `--`, per command (the example in a misplaced-flag error).
+EXAMPLES = {
+    "local": "mllaunch local --workers 2 -- {flags}",
+    "pod": "mllaunch pod -- {flags}",
+    "k8s": "mllaunch k8s apply --overlay OVERLAY --image IMAGE -- {flags}",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are user errors: one `error:` line and exit 1, not usage text and exit 2
+    (to an orchestrator, 2 means a failed run worth retrying). Subcommand parsers are of this class too."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see `{self.prog} --help`.")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mllaunch", description=__doc__, fromfile_prefix_chars="@")
+    parser = _Parser(prog="mllaunch", description=__doc__, fromfile_prefix_chars="@")
     commands = parser.add_subparsers(dest="command", required=True)
     loc = commands.add_parser("local", help="N worker processes on loopback, TF_CONFIG set for each.")
     loc.add_argument("--workers", type=int, default=2, help="Number of worker processes (default 2).")
@@ -44,9 +61,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_command(argv: List[str]) -> None:
+    """The command must come first; otherwise argparse blames the next word (`--wrkers 2`: "invalid choice: '2'")."""
+    first = argv[0] if argv else ""
+    if first not in (*COMMANDS, "-h", "--help") and not first.startswith("@"):
+        raise UserError(
+            f"mllaunch needs a command first, one of {', '.join(COMMANDS)}, not {repr(first) if argv else 'nothing'}, "
+            f"e.g. `{EXAMPLES['local'].format(flags='--model_dir=runs/two_workers')}`; see `mllaunch --help`."
+        )
+
+
+def _is_trainer_flag(argument: str) -> bool:
+    # Imported only for a bad command line: running the launcher needs none of the trainer's flags (nor absl).
+    from trainer.main import FLAGS as trainer_flags
+
+    name = argument.split("=", 1)[0][2:]
+    return argument.startswith("--") and (name in trainer_flags or name == "flagfile")
+
+
+def _check_unknown(args: argparse.Namespace, unknown: List[str]) -> None:
+    """Arguments no option of the command takes: most often the trainer's flags without `--` before them."""
+    if not unknown:
+        return
+    listed = " ".join(unknown)
+    if any(_is_trainer_flag(argument) for argument in unknown):
+        # argparse gives a flag's separate value (`--model_dir x`) to the command's trailing arguments.
+        example = EXAMPLES[args.command].format(flags=" ".join([*unknown, *getattr(args, "trainer_args", [])]))
+        raise UserError(f"{listed}: the trainer's flags follow `--`, e.g. `{example}`.")
+    raise UserError(f"mllaunch {args.command} has no option {listed}; see `mllaunch {args.command} --help`.")
+
+
 def _local(args, trainer_args) -> int:
     if args.workers < 1:
         raise UserError("--workers must be at least 1.")
+    if args.restart_on_failure < 0:
+        raise UserError(
+            f"--restart-on-failure must be 0 or more (whole-group restarts after a failure), "
+            f"not {args.restart_on_failure}."
+        )
     return local.run_local(args.workers, trainer_args, args.restart_on_failure)
 
 
@@ -84,10 +136,14 @@ def run(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first `--` is the trainer's, whatever the subcommand.
     split = argv.index("--") if "--" in argv else len(argv)
-    args = _parser().parse_args(argv[:split])
-    trainer_args = [*getattr(args, "trainer_args", []), *argv[split + 1 :]]
     try:
+        _check_command(argv[:split])
+        args, unknown = _parser().parse_known_args(argv[:split])
+        _check_unknown(args, unknown)
+        trainer_args = [*getattr(args, "trainer_args", []), *argv[split + 1 :]]
         sys.exit(COMMANDS[args.command](args, trainer_args))
     except UserError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:  # Ctrl-C before `local` takes over SIGINT, or during `k8s apply`: no traceback.
+        sys.exit(128 + signal.SIGINT)

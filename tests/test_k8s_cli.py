@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from manifests import IMAGE, KUBECTL, REPO, render, requires_kubectl, trainer, workload
+from manifests import IMAGE, KUBECTL, MODEL_DIR, REPO, render, requires_kubectl, trainer, workload
 
 from launch import k8s
 
@@ -38,15 +38,30 @@ def test_render_prints_the_overlay_with_the_runs_settings():
 
 
 def test_namespace_and_tpu_flags_survive_the_render():
-    run = k8s.Run("tpu", 1, IMAGE, ("--train_steps=5",), namespace="ml", kubectl=str(KUBECTL))
+    run = k8s.Run("tpu", 1, IMAGE, (MODEL_DIR, "--train_steps=5"), namespace="ml", kubectl=str(KUBECTL))
     docs = [d for d in yaml.safe_load_all(k8s.render(run)) if d]
     assert {d["metadata"].get("namespace") for d in docs} == {"ml"}
     assert trainer(docs)["args"] == [
         "--model_dir=/mnt/model/mltrain",
         "--strategy=tpu",
         "--tpu=local",
+        MODEL_DIR,
         "--train_steps=5",
     ]
+
+
+@pytest.mark.parametrize(
+    "image, model_dir",
+    [
+        # The README's TPU example: object storage outlives the pod, and is what TPU jobs use.
+        ("REGISTRY/mltrain-tpu:TAG", "gs://bucket/run2"),
+        ("localhost:5000/team/mltrain-tpu@sha256:" + "0" * 64, "/mnt/model/./runs/../run2"),  # Still on the claim.
+    ],
+)
+def test_model_dir_on_object_storage_or_on_the_claim_after_normalising_renders(image, model_dir):
+    run = k8s.Run("tpu", 1, image, (f"--model_dir={model_dir}", "--tpu=local"), kubectl=str(KUBECTL))
+    container = trainer([d for d in yaml.safe_load_all(k8s.render(run)) if d])
+    assert container["image"] == image and k8s.flag_value(container["args"], "model_dir") == model_dir
 
 
 @pytest.mark.e2e
@@ -82,6 +97,44 @@ BAD_SETTINGS = [
         ["--overlay", "multi-worker-gpu-jobset", "--workers", "10", "--name-prefix", "x" * 48 + "-"],
         "-mltrain-worker-0-9' would be longer than 63 characters; use a shorter --name-prefix",
     ),
+    # Every pod hostname fits, but not the Service's name (nor the pods' subdomain).
+    (
+        ["--overlay", "multi-worker-gpu", "--workers", "2", "--name-prefix", "x" * 50],
+        f"Service name '{'x' * 50}mltrain-workers' would be longer than 63 characters; use a shorter --name-prefix",
+    ),
+    (
+        ["--overlay", "tfjob", "--workers", "10", "--name-prefix", "x" * 48 + "-"],
+        "worker Service '" + "x" * 48 + "-mltrain-worker-9' would be longer than 63 characters",
+    ),
+    (["--overlay", "single-gpu", "--name-prefix", "BAD_"], "--name-prefix='BAD_' cannot start a Kubernetes name"),
+    (["--overlay", "single-gpu", "--name-prefix", "1exp-"], "use lower-case letters, digits and '-', starting with a"),
+    (["--overlay", "single-gpu", "--namespace", "My NS"], "--namespace='My NS' is not a namespace name"),
+    # The overlay is checked first: its worker limits mean nothing for an overlay that does not exist.
+    (["--overlay", "gpu", "--workers", "0"], "--overlay=gpu does not exist; choose one of multi-worker-gpu,"),
+    (
+        ["--overlay", "multi-worker-gpu", "--workers", "100000", "--max-restarts", "100000"],
+        "--max-restarts=100000 makes backoffLimit (--workers × --max-restarts) 10,000,000,000, above Kubernetes' "
+        "limit of 2,147,483,647: use --max-restarts=21474 or less",
+    ),
+    (
+        ["--overlay", "tfjob", "--workers", "100000", "--max-restarts", "100000"],
+        "makes backoffLimit (--workers × --max-restarts) 10,000,000,000",
+    ),
+    (
+        ["--overlay", "multi-worker-gpu-jobset", "--max-restarts", "3000000000"],
+        "--max-restarts=3000000000 makes maxRestarts 3,000,000,000, above Kubernetes' limit of 2,147,483,647",
+    ),
+    (["--overlay", "single-gpu", "--image", " "], "--image=' ' is not an image reference [HOST[:PORT]/]PATH[:TAG]"),
+    (["--overlay", "single-gpu", "--image", "Reg/My Image:TAG!"], "--image='Reg/My Image:TAG!' is not an image"),
+    (["--overlay", "single-gpu", "--image", "reg.example/MyImage:1"], "is not an image reference"),
+    (["--overlay", "single-gpu", "--image=--model_dir=/x"], "--image='--model_dir=/x' is not an image reference"),
+    (
+        ["--overlay", "single-gpu", "--", "--model_dir=/mnt/model/../../tmp/x"],
+        "--model_dir=/mnt/model/../../tmp/x is not on the model_dir volume: use a directory under /mnt/model",
+    ),
+    (["--overlay", "single-gpu", "--", "--model_dir=file:///tmp/x"], "is not on the model_dir volume"),
+    # Without one, every run would share the overlay's default directory and resume the one before.
+    (["--overlay", "multi-worker-gpu", "--", "--train_steps=7"], "--model_dir is required after `--`"),
 ]
 
 
@@ -89,7 +142,9 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("args, message", BAD_SETTINGS)
 def test_bad_settings_are_one_line_exit_1_and_nothing_is_applied(args, message, tmp_path):
     kubectl = recording_kubectl(tmp_path)
-    result = mllaunch("k8s", "apply", "--image", IMAGE, "--kubectl", str(kubectl), *args, "--", "--train_steps=7")
+    if "--" not in args:
+        args = [*args, "--", "--train_steps=7", MODEL_DIR]
+    result = mllaunch("k8s", "apply", "--image", IMAGE, "--kubectl", str(kubectl), *args)
     assert result.returncode == 1, (args, result.stderr)
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr, result.stderr
@@ -115,7 +170,19 @@ def test_apply_without_kubectl_says_how_to_get_it(tmp_path):
     python_dir.mkdir()
     (python_dir / "python").symlink_to(sys.executable)
     result = subprocess.run(
-        [python_dir / "python", "-m", "launch", "k8s", "apply", "--image", IMAGE, "--overlay", "single-gpu"],
+        [
+            python_dir / "python",
+            "-m",
+            "launch",
+            "k8s",
+            "apply",
+            "--image",
+            IMAGE,
+            "--overlay",
+            "single-gpu",
+            "--",
+            MODEL_DIR,
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -131,12 +198,12 @@ def test_apply_pipes_the_rendered_manifests_to_kubectl_apply(tmp_path):
     fake = recording_kubectl(tmp_path)
     result = mllaunch(
         "k8s", "apply", "--workers", "2", "--image", IMAGE, "--overlay", "multi-worker-gpu", "--kubectl", str(fake),
-        "--", "--train_steps=7",
+        "--", "--train_steps=7", MODEL_DIR,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "args").read_text().split() == ["apply", "-f", "-"]
     applied = list(yaml.safe_load_all((tmp_path / "applied").read_text()))
-    assert applied == render("multi-worker-gpu", workers=2, flags=("--train_steps=7",), prefix="")
+    assert applied == render("multi-worker-gpu", workers=2, flags=("--train_steps=7", MODEL_DIR), prefix="")
 
 
 @pytest.mark.e2e
@@ -144,7 +211,7 @@ def test_queued_apply_sends_the_labelled_suspended_jobset(tmp_path):
     fake = recording_kubectl(tmp_path)
     result = mllaunch(
         "k8s", "apply", "--overlay", "multi-worker-gpu-jobset", "--workers", "4", "--max-restarts", "2",
-        "--queue", "team-a", "--image", IMAGE, "--kubectl", str(fake), "--", "--train_steps=7",
+        "--queue", "team-a", "--image", IMAGE, "--kubectl", str(fake), "--", "--train_steps=7", MODEL_DIR,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     jobset = workload([d for d in yaml.safe_load_all((tmp_path / "applied").read_text()) if d])
